@@ -1,0 +1,136 @@
+"""The one checkpoint format, in the manner of nanoGPT: a single plain dict.
+
+Everything ``predict``, ``evaluate``, ``gradcam`` and ``serve`` need is in the
+file: architecture and its arguments, label names, preprocessing including the
+face-crop framing the model was trained on, decision threshold, weights,
+training config, metrics and data provenance.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+import torch.nn as nn
+
+from deepfake_cli import __version__
+from deepfake_cli.errors import CheckpointError
+
+FORMAT = "dfdetect-checkpoint"
+FORMAT_VERSION = 1
+REQUIRED_KEYS = ("format", "format_version", "arch", "model_args", "labels", "preprocessing", "state_dict")
+
+# Framing of the face crops a model was trained on; inference crops the same way.
+DEFAULT_FACE_FRAMING: dict[str, Any] = {"detector": "mtcnn", "margin": 0.3, "square": True}
+
+
+def build_checkpoint(
+    model: nn.Module,
+    *,
+    arch: str,
+    model_args: Mapping[str, Any],
+    labels: list[str] | tuple[str, ...],
+    preprocessing: Mapping[str, Any],
+    face: Mapping[str, Any] | None = None,
+    threshold: float = 0.5,
+    config: Mapping[str, Any] | None = None,
+    metrics: Mapping[str, Any] | None = None,
+    provenance: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Assemble the checkpoint dict; weights are copied to CPU."""
+    state = {k: v.detach().to("cpu").clone() for k, v in _unwrap(model).state_dict().items()}
+    preprocessing = dict(preprocessing)
+    preprocessing["face"] = dict(face or preprocessing.get("face") or DEFAULT_FACE_FRAMING)
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "dfdetect_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "arch": arch,
+        "model_args": dict(model_args),
+        "labels": list(labels),
+        "preprocessing": preprocessing,
+        "threshold": float(threshold),
+        "state_dict": state,
+        "config": dict(config or {}),
+        "metrics": dict(metrics or {}),
+        "provenance": dict(provenance or {}),
+        **dict(extra or {}),
+    }
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    # DistributedDataParallel and torch.compile wrap the real module.
+    model = getattr(model, "module", model)
+    return getattr(model, "_orig_mod", model)
+
+
+def save_checkpoint(checkpoint: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Write atomically: a temporary file in the same folder, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(dict(checkpoint), fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read and validate a checkpoint with ``weights_only=True`` (never runs code)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: empty file, not a checkpoint")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"{path}: refused to load: the file holds objects other than plain data and tensors "
+            f"(it could run code); only dfdetect checkpoints are accepted"
+        ) from exc
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({type(exc).__name__}: {_first_line(exc)})") from exc
+    return validate_checkpoint(ckpt, str(path))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else ""
+
+
+def validate_checkpoint(ckpt: Any, source: str) -> dict[str, Any]:
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"{source}: not a dfdetect checkpoint (holds a {type(ckpt).__name__})")
+    if ckpt.get("format") != FORMAT:
+        hint = ""
+        if "model_state_dict" in ckpt:
+            hint = " (it looks like the first report's format: use 'dfdetect models import seed-resnet18')"
+        raise CheckpointError(f"{source}: not a dfdetect checkpoint{hint}")
+    missing = [k for k in REQUIRED_KEYS if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{source}: checkpoint lacks {', '.join(missing)}")
+    if int(ckpt["format_version"]) > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{source}: checkpoint format {ckpt['format_version']} is newer than this dfdetect understands "
+            f"({FORMAT_VERSION}); upgrade dfdetect"
+        )
+    ckpt["preprocessing"].setdefault("face", dict(DEFAULT_FACE_FRAMING))
+    ckpt.setdefault("threshold", 0.5)
+    for key in ("config", "metrics", "provenance"):
+        ckpt.setdefault(key, {})
+    return ckpt

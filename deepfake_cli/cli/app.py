@@ -1,0 +1,43 @@
+"""The ``dfdetect`` entry point; each subcommand lives in its own module."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from deepfake_cli import __version__
+from deepfake_cli.cli import config_cmd, models_cmd, predict_cmd
+
+app = typer.Typer(
+    name="dfdetect",
+    help="Tell real faces from deepfakes in photos, folders and videos; train, evaluate, explain and serve detectors.",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"dfdetect {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Optional[bool] = typer.Option(
+        None, "--version", "-V", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """dfdetect: deepfake detection for photos, folders and videos."""
+
+
+predict_cmd.register(app)
+app.add_typer(models_cmd.app, name="models")
+app.add_typer(config_cmd.app, name="config")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,386 @@
+"""The one typed configuration object every command shares.
+
+Precedence, lowest first: built-in defaults < ``--config`` file (TOML or YAML)
+< ``DFDETECT_<SECTION>_<KEY>`` environment variables < command-line options.
+Unknown keys and values of the wrong type are errors that name the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping, Union
+
+from deepfake_cli.errors import ConfigError
+
+ENV_PREFIX = "DFDETECT_"
+
+Device = Literal["auto", "cpu", "cuda"]
+
+
+@dataclass
+class DataConfig:
+    """Where training/evaluation data lives and how it is split."""
+
+    root: str | None = None
+    task: Literal["binary", "multiclass"] = "binary"
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    split_seed: int = 0
+    methods: list[str] | None = None
+    compression: str | None = None
+
+
+@dataclass
+class FaceConfig:
+    """The face pipeline shared by extract, predict, video, gradcam and serve.
+
+    ``margin`` and ``square`` left unset mean "the framing the model was trained
+    on" (stored in its checkpoint), or 0.3/True when no model is involved.
+    """
+
+    detect: bool = True
+    margin: float | None = None
+    square: bool | None = None
+    min_prob: float = 0.95
+    min_size: int = 50
+    detect_max_side: int | None = 1280
+    select: Literal["all", "largest"] = "all"
+    crop_size: int | None = 224
+
+
+@dataclass
+class ModelConfig:
+    """Which model to build or load."""
+
+    name: str | None = None
+    arch: str = "resnet18"
+    pretrained: bool = False
+    num_classes: int | None = None
+
+
+@dataclass
+class TrainConfig:
+    """Training recipe; defaults follow the first report."""
+
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-4
+    weight_decay: float = 1e-5
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    scheduler: Literal["none", "cosine", "plateau"] = "none"
+    class_weighted: bool = True
+    label_smoothing: float = 0.0
+    select_metric: Literal["auc", "accuracy", "loss"] = "auc"
+    freeze_epochs: int = 0
+    unfreeze_fraction: float = 1.0
+    finetune_lr_factor: float = 0.1
+    augment: Literal["none", "basic", "strong"] = "basic"
+    jpeg_augment: bool = False
+    rotation_augment: float = 0.0
+    input_size: int | None = None
+    workers: int = 2
+    amp: bool = True
+    channels_last: bool = True
+    out_dir: str = "runs/train"
+    name: str | None = None
+    max_steps_per_epoch: int | None = None
+
+
+@dataclass
+class PredictConfig:
+    """Inference on images (and the classification step of video/serve)."""
+
+    batch_size: int = 32
+    threshold: float | None = None
+    max_image_pixels: int = 100_000_000
+
+
+@dataclass
+class VideoConfig:
+    """Frame sampling, tracking and aggregation for video scans."""
+
+    every: int = 10
+    fps: float | None = None
+    frames: int | None = None
+    start: float | None = None
+    end: float | None = None
+    aggregate: Literal["mean", "max", "confident"] = "confident"
+    detect_max_side: int | None = 640
+    detect_batch: int = 8
+    track_iou: float = 0.3
+
+
+@dataclass
+class ServeConfig:
+    """The REST API and web page."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    max_upload_mb: float = 50.0
+    cors: bool = False
+
+
+@dataclass
+class RuntimeConfig:
+    """Where and how computation runs."""
+
+    device: Device = "auto"
+    num_threads: int | None = None
+    seed: int = 0
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    face: FaceConfig = field(default_factory=FaceConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    predict: PredictConfig = field(default_factory=PredictConfig)
+    video: VideoConfig = field(default_factory=VideoConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, overrides: Mapping[str, Any]) -> "Config":
+        """A copy with dotted-key overrides (``{"face.margin": 0.2}``) applied."""
+        new = Config.from_dict(self.to_dict())
+        for key, value in overrides.items():
+            _set_dotted(new, key, value, source="override")
+        return new
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "config") -> "Config":
+        cfg = cls()
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{source}: expected a table of sections, got {type(data).__name__}")
+        for section, values in data.items():
+            if section not in SECTIONS:
+                raise ConfigError(
+                    f"{source}: unknown section '{section}' (valid: {', '.join(SECTIONS)})"
+                )
+            if not isinstance(values, Mapping):
+                raise ConfigError(f"{source}: section '{section}' must be a table")
+            for key, value in values.items():
+                _set_dotted(cfg, f"{section}.{key}", value, source=source)
+        return cfg
+
+
+SECTIONS: dict[str, type] = typing.get_type_hints(Config)
+
+
+def _field_types(section_cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(section_cls)
+
+
+def _set_dotted(cfg: Config, dotted: str, value: Any, source: str) -> None:
+    section, _, key = dotted.partition(".")
+    if section not in SECTIONS or not key:
+        raise ConfigError(f"{source}: unknown key '{dotted}'")
+    section_obj = getattr(cfg, section)
+    types_ = _field_types(type(section_obj))
+    if key not in types_:
+        valid = ", ".join(types_)
+        raise ConfigError(f"{source}: unknown key '{dotted}' (valid in [{section}]: {valid})")
+    setattr(section_obj, key, coerce(value, types_[key], f"{dotted}", source))
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+_NONE = {"", "none", "null"}
+
+
+def coerce(value: Any, annotation: Any, key: str, source: str) -> Any:
+    """Check (and, for strings from the environment, convert) one value."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    from_text = isinstance(value, str)
+
+    if origin in (Union, types.UnionType):
+        non_none = [a for a in args if a is not type(None)]
+        if value is None or (from_text and value.strip().lower() in _NONE and str not in non_none):
+            return None
+        errors = []
+        for option in non_none:
+            try:
+                return coerce(value, option, key, source)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{source}: bad value for '{key}'")
+
+    if origin is Literal:
+        if value in args:
+            return value
+        raise ConfigError(
+            f"{source}: '{key}' must be one of {', '.join(map(str, args))}, got {value!r}"
+        )
+
+    if origin in (list, tuple):
+        inner = args[0] if args else str
+        if from_text:
+            items = [v.strip() for v in value.split(",") if v.strip()]
+        elif isinstance(value, (list, tuple)):
+            items = list(value)
+        else:
+            raise ConfigError(f"{source}: '{key}' must be a list, got {type(value).__name__}")
+        return [coerce(v, inner, key, source) for v in items]
+
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if from_text and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise ConfigError(f"{source}: '{key}' must be true or false, got {value!r}")
+
+    if annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if from_text:
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+        raise ConfigError(f"{source}: '{key}' must be an integer, got {value!r}")
+
+    if annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if from_text:
+            try:
+                return float(value.strip())
+            except ValueError:
+                pass
+        raise ConfigError(f"{source}: '{key}' must be a number, got {value!r}")
+
+    if annotation is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, Path):
+            return str(value)
+        raise ConfigError(f"{source}: '{key}' must be a string, got {value!r}")
+
+    raise ConfigError(f"{source}: cannot set '{key}' of type {annotation}")  # pragma: no cover
+
+
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a TOML (.toml) or YAML (.yaml/.yml) config file into plain dicts."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".toml":
+            if sys.version_info >= (3, 11):
+                import tomllib
+            else:  # pragma: no cover - Python 3.10
+                import tomli as tomllib  # type: ignore[no-redef]
+            return tomllib.loads(text)
+        if suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+            return data or {}
+        if suffix == ".json":
+            return json.loads(text)
+    except ConfigError:
+        raise
+    except Exception as exc:  # parse errors of three libraries
+        raise ConfigError(f"{path}: cannot parse config file: {exc}") from exc
+    raise ConfigError(f"{path}: config files must be .toml, .yaml, .yml or .json")
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, str]:
+    """Dotted keys from ``DFDETECT_<SECTION>_<KEY>`` variables.
+
+    Variables whose first word is not a config section (``DFDETECT_HOME``) are
+    left alone; a known section with an unknown key is an error.
+    """
+    found: dict[str, str] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        rest = name[len(ENV_PREFIX):].lower()
+        section, _, key = rest.partition("_")
+        if section in SECTIONS:
+            if not key:
+                raise ConfigError(f"environment: {name} names a section, not a key")
+            found[f"{section}.{key}"] = value
+    return found
+
+
+def load_config(
+    config_file: str | os.PathLike[str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Resolve the configuration: defaults < file < environment < overrides.
+
+    ``overrides`` holds dotted keys from command-line options; ``None`` values
+    are options the user did not give and are skipped.
+    """
+    cfg = Config()
+    if config_file is not None:
+        cfg = Config.from_dict(read_config_file(config_file), source=str(config_file))
+    environ = os.environ if environ is None else environ
+    for key, value in env_overrides(environ).items():
+        _set_dotted(cfg, key, value, source=f"environment {ENV_PREFIX}{key.replace('.', '_').upper()}")
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        _set_dotted(cfg, key, value, source="command line")
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Range checks that types alone cannot express."""
+    checks = [
+        ("face.min_prob", 0.0 <= cfg.face.min_prob <= 1.0, "must be between 0 and 1"),
+        ("face.min_size", cfg.face.min_size >= 0, "must be >= 0"),
+        ("face.margin", cfg.face.margin is None or 0.0 <= cfg.face.margin <= 3.0, "must be between 0 and 3"),
+        ("predict.batch_size", cfg.predict.batch_size >= 1, "must be >= 1"),
+        ("predict.threshold", cfg.predict.threshold is None or 0.0 <= cfg.predict.threshold <= 1.0, "must be between 0 and 1"),
+        ("train.batch_size", cfg.train.batch_size >= 1, "must be >= 1"),
+        ("train.epochs", cfg.train.epochs >= 0, "must be >= 0"),
+        ("train.lr", cfg.train.lr > 0, "must be > 0"),
+        ("data.val_fraction", 0.0 <= cfg.data.val_fraction < 1.0, "must be in [0, 1)"),
+        ("data.test_fraction", 0.0 <= cfg.data.test_fraction < 1.0, "must be in [0, 1)"),
+        ("video.every", cfg.video.every >= 1, "must be >= 1"),
+        ("serve.port", 0 <= cfg.serve.port <= 65535, "must be a TCP port"),
+    ]
+    for key, ok, message in checks:
+        if not ok:
+            raise ConfigError(f"'{key}' {message}")
+
+
+def save_resolved_config(cfg: Config, directory: str | os.PathLike[str], name: str = "config.json") -> Path:
+    """Write the resolved config beside a run's outputs."""
+    out = Path(directory) / name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(cfg.to_dict(), indent=2) + "\n", encoding="utf-8")
+    return out
+
+
+def to_toml(cfg: Config) -> str:
+    """The config as TOML text (unset values shown as comments), loadable with --config."""
+    lines: list[str] = []
+    for section, values in cfg.to_dict().items():
+        lines.append(f"[{section}]")
+        for key, value in values.items():
+            if value is None:
+                lines.append(f"# {key} = (unset)")
+            else:
+                lines.append(f"{key} = {json.dumps(value)}")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"

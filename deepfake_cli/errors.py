@@ -1,0 +1,46 @@
+"""Typed errors raised by the library.
+
+The library never decides exit codes; ``deepfake_cli.cli`` maps these classes to them.
+"""
+
+from __future__ import annotations
+
+
+class DfdetectError(Exception):
+    """Base class for every error dfdetect raises on purpose."""
+
+
+class ConfigError(DfdetectError):
+    """A configuration key is unknown, has the wrong type or an invalid value."""
+
+
+class UsageError(DfdetectError):
+    """Options that cannot be combined, or a value the command cannot use."""
+
+
+class UnknownModelError(DfdetectError):
+    """A model name that is neither registered nor a checkpoint on disk."""
+
+
+class ModelNotAvailableError(DfdetectError):
+    """No trained model was given and none is shipped or configured."""
+
+
+class CheckpointError(DfdetectError):
+    """A checkpoint file is missing, truncated, unsafe or of an unknown format."""
+
+
+class PretrainedWeightsUnavailable(DfdetectError):
+    """ImageNet weights were requested but are neither cached nor downloadable."""
+
+
+class NoInputsError(DfdetectError):
+    """The given sources expand to no file at all."""
+
+
+class InputFileError(DfdetectError):
+    """One input file could not be read; the batch it belongs to goes on."""
+
+
+class DatasetError(DfdetectError):
+    """A dataset folder or metadata file is missing or malformed."""

@@ -1,0 +1,223 @@
+"""The face pipeline shared by extract, predict, video, gradcam and serve.
+
+:class:`FaceDetector` wraps facenet-pytorch's MTCNN (its weights ship in the
+wheel, so it works offline): batched detection over same-sized frames,
+optional downscaling before detection with boxes mapped back to full
+resolution, and filters on detection probability and face size.
+:func:`crop_face` cuts a face out with the framing (margin, square) a model
+was trained on.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+import torch
+
+# MTCNN's P-Net sees 12x12 windows: it cannot find smaller faces than that.
+MTCNN_MIN_FACE = 12
+
+
+@dataclass(frozen=True)
+class FaceFraming:
+    """How a face box becomes a crop.
+
+    ``margin`` is the fraction of the box size added in total (0.3: the crop is
+    1.3 times the box, 15% on each side); ``square`` first makes the box square
+    around its centre using its longer side.
+    """
+
+    margin: float = 0.3
+    square: bool = True
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> "FaceFraming":
+        data = data or {}
+        return cls(margin=float(data.get("margin", 0.3)), square=bool(data.get("square", True)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"detector": "mtcnn", "margin": self.margin, "square": self.square}
+
+
+@dataclass
+class Face:
+    """One detected face in full-resolution pixel coordinates."""
+
+    box: tuple[float, float, float, float]
+    prob: float | None = None
+    landmarks: list[list[float]] | None = None
+
+    @property
+    def width(self) -> float:
+        return self.box[2] - self.box[0]
+
+    @property
+    def height(self) -> float:
+        return self.box[3] - self.box[1]
+
+    @property
+    def size(self) -> float:
+        """The shorter side of the box, the measure ``min_size`` filters on."""
+        return min(self.width, self.height)
+
+    @property
+    def area(self) -> float:
+        return max(self.width, 0.0) * max(self.height, 0.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "box": [round(float(v), 1) for v in self.box],
+            "det_prob": None if self.prob is None else round(float(self.prob), 5),
+        }
+
+
+@dataclass
+class DetectionStats:
+    """Faces dropped by each filter, for progress reports."""
+
+    low_prob: int = 0
+    too_small: int = 0
+    not_largest: int = 0
+
+    def add(self, other: "DetectionStats") -> None:
+        self.low_prob += other.low_prob
+        self.too_small += other.too_small
+        self.not_largest += other.not_largest
+
+
+def crop_box(
+    box: Sequence[float], framing: FaceFraming, width: int, height: int
+) -> tuple[int, int, int, int]:
+    """The integer crop rectangle for ``box`` with ``framing``, clipped to the image."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
+    w, h = x2 - x1, y2 - y1
+    if framing.square:
+        w = h = max(w, h)
+    w *= 1.0 + framing.margin
+    h *= 1.0 + framing.margin
+    left = int(round(max(0.0, cx - w / 2.0)))
+    top = int(round(max(0.0, cy - h / 2.0)))
+    right = int(round(min(float(width), cx + w / 2.0)))
+    bottom = int(round(min(float(height), cy + h / 2.0)))
+    right = max(right, left + 1)
+    bottom = max(bottom, top + 1)
+    return left, top, right, bottom
+
+
+def crop_face(
+    image: np.ndarray, box: Sequence[float], framing: FaceFraming, size: int | None = None
+) -> np.ndarray:
+    """Cut the face out of an RGB frame; resize to ``size`` x ``size`` if given."""
+    h, w = image.shape[:2]
+    left, top, right, bottom = crop_box(box, framing, w, h)
+    crop = image[top:bottom, left:right]
+    if size is not None:
+        crop = resize_square(crop, size)
+    return np.ascontiguousarray(crop)
+
+
+def resize_square(image: np.ndarray, size: int) -> np.ndarray:
+    h, w = image.shape[:2]
+    if (h, w) == (size, size):
+        return image
+    # INTER_AREA avoids aliasing when shrinking; bilinear when enlarging.
+    interp = cv2.INTER_AREA if (h > size or w > size) else cv2.INTER_LINEAR
+    return cv2.resize(image, (size, size), interpolation=interp)
+
+
+def whole_image_face(image: np.ndarray) -> Face:
+    """The face of an input that is already a face crop (``--no-detect``)."""
+    h, w = image.shape[:2]
+    return Face(box=(0.0, 0.0, float(w), float(h)), prob=None, landmarks=None)
+
+
+@dataclass
+class FaceDetector:
+    """MTCNN face detection with batching, downscaling and quality filters.
+
+    ``max_side`` shrinks frames whose longer side exceeds it before detection
+    (boxes are mapped back); ``select='largest'`` keeps only the biggest face.
+    """
+
+    device: str | torch.device = "cpu"
+    min_prob: float = 0.95
+    min_size: int = 50
+    max_side: int | None = 1280
+    select: str = "all"
+    stats: DetectionStats = field(default_factory=DetectionStats)
+
+    def __post_init__(self) -> None:
+        from facenet_pytorch import MTCNN
+
+        self._mtcnn = MTCNN(keep_all=True, select_largest=True, device=torch.device(self.device))
+        self._mtcnn.eval()
+        # MTCNN keeps per-call state (min_face_size); serve calls from threads.
+        self._lock = threading.Lock()
+
+    def scale_for(self, height: int, width: int) -> float:
+        if not self.max_side or max(height, width) <= self.max_side:
+            return 1.0
+        return self.max_side / float(max(height, width))
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
+        """Faces in each RGB uint8 image, largest first, after the filters."""
+        results: list[list[Face]] = [[] for _ in images]
+        groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for i, img in enumerate(images):
+            groups[img.shape[:2]].append(i)
+        for (h, w), indices in groups.items():
+            scale = self.scale_for(h, w)
+            batch = np.stack([self._scaled(images[i], scale) for i in indices])
+            raw = self._run_mtcnn(batch, scale)
+            for i, (boxes, probs, points) in zip(indices, raw):
+                results[i] = self._filter(boxes, probs, points, scale)
+        return results
+
+    def detect_one(self, image: np.ndarray) -> list[Face]:
+        return self.detect([image])[0]
+
+    @staticmethod
+    def _scaled(image: np.ndarray, scale: float) -> np.ndarray:
+        if scale == 1.0:
+            return image
+        h, w = image.shape[:2]
+        return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+
+    def _run_mtcnn(self, batch: np.ndarray, scale: float):
+        # Fewer pyramid levels for the faces we would discard anyway: a big speed-up.
+        min_face = max(MTCNN_MIN_FACE, int(self.min_size * scale * 0.8))
+        with self._lock, torch.inference_mode():
+            self._mtcnn.min_face_size = min_face
+            boxes, probs, points = self._mtcnn.detect(batch, landmarks=True)
+        return list(zip(boxes, probs, points))
+
+    def _filter(self, boxes, probs, points, scale: float) -> list[Face]:
+        if boxes is None or len(boxes) == 0:
+            return []
+        faces: list[Face] = []
+        for box, prob, pts in zip(boxes, probs, points):
+            if box is None or prob is None:
+                continue
+            if float(prob) < self.min_prob:
+                self.stats.low_prob += 1
+                continue
+            face = Face(
+                box=tuple(float(v) / scale for v in box),  # type: ignore[arg-type]
+                prob=float(prob),
+                landmarks=None if pts is None else (np.asarray(pts, dtype=float) / scale).round(1).tolist(),
+            )
+            if face.size < self.min_size:
+                self.stats.too_small += 1
+                continue
+            faces.append(face)
+        faces.sort(key=lambda f: f.area, reverse=True)
+        if self.select == "largest" and len(faces) > 1:
+            self.stats.not_largest += len(faces) - 1
+            faces = faces[:1]
+        return faces

@@ -1,0 +1,91 @@
+"""Reading images robustly: EXIF orientation, any mode to RGB, bomb limit."""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from deepfake_cli.errors import InputFileError
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm"})
+DEFAULT_MAX_PIXELS = 100_000_000
+
+
+def is_image_path(path: str | os.PathLike[str]) -> bool:
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def is_video_path(path: str | os.PathLike[str]) -> bool:
+    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
+
+def load_image(source: str | os.PathLike[str] | bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode an image file (or bytes) to an RGB uint8 array of shape (H, W, 3).
+
+    Raises :class:`InputFileError` with a one-line reason for anything that is
+    not a readable image: missing, empty, not an image, truncated, too large.
+    """
+    name = "upload" if isinstance(source, bytes) else str(source)
+    if isinstance(source, bytes):
+        if not source:
+            raise InputFileError(f"{name}: empty file (0 bytes)")
+        fh = io.BytesIO(source)
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise InputFileError(f"{name}: no such file")
+        if path.is_dir():
+            raise InputFileError(f"{name}: is a directory")
+        if path.stat().st_size == 0:
+            raise InputFileError(f"{name}: empty file (0 bytes)")
+        try:
+            fh = open(path, "rb")
+        except OSError as exc:
+            raise InputFileError(f"{name}: cannot open ({exc.strerror or exc})") from exc
+    try:
+        with fh, warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            try:
+                img = Image.open(fh)
+            except UnidentifiedImageError as exc:
+                raise InputFileError(f"{name}: not a recognised image format") from exc
+            width, height = img.size
+            if width * height > max_pixels:
+                raise InputFileError(
+                    f"{name}: too many pixels ({width}x{height} > {max_pixels:,}); "
+                    "raise predict.max_image_pixels if this is intended"
+                )
+            try:
+                img.load()
+                img = ImageOps.exif_transpose(img)
+                img = _to_rgb(img)
+            except OSError as exc:
+                raise InputFileError(f"{name}: truncated or corrupt image ({exc})") from exc
+            return np.asarray(img, dtype=np.uint8).copy()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InputFileError(f"{name}: too many pixels (decompression bomb limit)") from exc
+    except InputFileError:
+        raise
+    except (ValueError, SyntaxError, OSError) as exc:  # odd encoders raise these
+        raise InputFileError(f"{name}: cannot decode image ({type(exc).__name__}: {exc})") from exc
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        arr = (arr / max(arr.max(), 1.0) * 255.0).astype(np.uint8)
+        return Image.fromarray(arr).convert("RGB")
+    return img.convert("RGB")

@@ -1,0 +1,55 @@
+"""Descriptions of registered architectures and trained models, for ``models list``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deepfake_cli.checkpoint import load_checkpoint
+from deepfake_cli.errors import CheckpointError
+from deepfake_cli.model_store import default_model_name, shipped_models
+from deepfake_cli.models import create_model, get_model_spec, list_models
+
+
+def architectures() -> list[dict[str, Any]]:
+    rows = []
+    for name in list_models():
+        spec = get_model_spec(name)
+        params = sum(p.numel() for p in create_model(name).parameters())
+        rows.append(
+            {
+                "name": name,
+                "params": params,
+                "input_size": spec.input_size,
+                "mean": list(spec.mean),
+                "std": list(spec.std),
+                "gradcam_layer": spec.gradcam_layer,
+                "pretrained_source": spec.pretrained_source,
+                "description": spec.description,
+            }
+        )
+    return rows
+
+
+def trained_models() -> list[dict[str, Any]]:
+    default = default_model_name()
+    rows = []
+    for stored in shipped_models():
+        try:
+            ckpt = load_checkpoint(stored.path)
+        except CheckpointError as exc:
+            rows.append({"name": stored.name, "arch": "?", "labels": [], "threshold": float("nan"),
+                         "default": False, "path": str(stored.path), "error": str(exc)})
+            continue
+        rows.append(
+            {
+                "name": stored.name,
+                "arch": ckpt["arch"],
+                "labels": ckpt["labels"],
+                "threshold": ckpt["threshold"],
+                "default": stored.name == default,
+                "path": str(stored.path),
+                "card": None if stored.card is None else str(stored.card),
+                "metrics": ckpt.get("metrics", {}),
+            }
+        )
+    return rows

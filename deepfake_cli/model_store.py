@@ -1,0 +1,92 @@
+"""Finding trained models: a checkpoint path, or the name of a shipped model.
+
+Shipped models are ``<name>.pt`` files with a ``<name>.md`` model card, looked
+for in ``$DFDETECT_MODELS_DIR`` (if set) and then in the models folder that
+ships with the package.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from deepfake_cli.errors import ModelNotAvailableError, UnknownModelError
+from deepfake_cli.models import is_model, list_models
+
+DEFAULT_MODEL_FILE = "default.json"
+
+
+def model_dirs() -> list[Path]:
+    dirs: list[Path] = []
+    env = os.environ.get("DFDETECT_MODELS_DIR")
+    if env:
+        dirs.append(Path(env))
+    package = Path(__file__).resolve().parent
+    # Installed wheel: package data; source checkout/editable: the repo's models/.
+    dirs += [package / "shipped_models", package.parent / "models"]
+    return [d for d in dirs if d.is_dir()]
+
+
+@dataclass(frozen=True)
+class StoredModel:
+    name: str
+    path: Path
+    card: Path | None
+
+
+def shipped_models() -> list[StoredModel]:
+    found: dict[str, StoredModel] = {}
+    for directory in model_dirs():
+        for pt in sorted(directory.glob("*.pt")):
+            card = pt.with_suffix(".md")
+            found.setdefault(pt.stem, StoredModel(pt.stem, pt, card if card.is_file() else None))
+    return list(found.values())
+
+
+def default_model_name() -> str | None:
+    """The name recorded in ``default.json`` of the first models folder that has one."""
+    env = os.environ.get("DFDETECT_DEFAULT_MODEL")
+    if env:
+        return env
+    for directory in model_dirs():
+        marker = directory / DEFAULT_MODEL_FILE
+        if marker.is_file():
+            try:
+                return str(json.loads(marker.read_text(encoding="utf-8"))["name"])
+            except (ValueError, KeyError):
+                continue
+    return None
+
+
+def resolve_model(spec: str | os.PathLike[str] | None) -> Path:
+    """Turn ``--model PATH_OR_NAME`` (or nothing, for the default) into a checkpoint path."""
+    if spec is None or str(spec) == "":
+        name = default_model_name()
+        if name is None:
+            raise ModelNotAvailableError(
+                "no model given and no default model is installed: pass --model PATH.pt "
+                "(a checkpoint from 'dfdetect train' or 'dfdetect models import')"
+            )
+        spec = name
+    path = Path(spec).expanduser()
+    if path.suffix in (".pt", ".pth", ".ckpt") or path.exists():
+        if not path.is_file():
+            raise ModelNotAvailableError(f"model file not found: {path}")
+        return path
+    for stored in shipped_models():
+        if stored.name == str(spec):
+            return stored.path
+    names = [m.name for m in shipped_models()]
+    if is_model(str(spec)):
+        raise ModelNotAvailableError(
+            f"'{spec}' is an architecture, not a trained model; pass a checkpoint "
+            f"(train one with 'dfdetect train --arch {spec}')"
+            + (f" or a shipped model: {', '.join(names)}" if names else "")
+        )
+    raise UnknownModelError(
+        f"no model named '{spec}': not a file, not a shipped model"
+        + (f" ({', '.join(names)})" if names else "")
+        + f"; architectures: {', '.join(list_models())}"
+    )

@@ -1,0 +1,46 @@
+"""``create_model``: build a registered architecture, optionally from a checkpoint."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch.nn as nn
+
+from deepfake_cli.models._registry import model_entrypoint
+
+
+def create_model(
+    name: str,
+    num_classes: int = 2,
+    pretrained: bool = False,
+    checkpoint: str | os.PathLike[str] | None = None,
+    **model_args: Any,
+) -> nn.Module:
+    """Build ``name``; with ``checkpoint``, load its weights (architecture must match).
+
+    The checkpoint is read apart from the architecture with
+    ``torch.load(weights_only=True)``; its stored ``num_classes``/model args win.
+    """
+    if checkpoint is not None:
+        from deepfake_cli.checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(checkpoint)
+        if ckpt["arch"] != name:
+            from deepfake_cli.errors import CheckpointError
+
+            raise CheckpointError(f"{checkpoint}: holds a '{ckpt['arch']}' model, not '{name}'")
+        model = model_entrypoint(name)(**ckpt["model_args"])
+        load_state(model, ckpt["state_dict"], str(checkpoint))
+        return model
+    return model_entrypoint(name)(num_classes=num_classes, pretrained=pretrained, **model_args)
+
+
+def load_state(model: nn.Module, state_dict: dict, source: str) -> None:
+    from deepfake_cli.errors import CheckpointError
+
+    try:
+        model.load_state_dict(state_dict, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        raise CheckpointError(f"{source}: weights do not fit the architecture: {' '.join(first[:3])}") from exc

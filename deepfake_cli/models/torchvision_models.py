@@ -1,0 +1,42 @@
+"""torchvision backbones with a new classification head."""
+
+from __future__ import annotations
+
+import torch.nn as nn
+import torchvision.models as tvm
+
+from deepfake_cli.models._pretrained import ensure_weights_available
+from deepfake_cli.models._registry import register_model
+
+
+def _imagenet(weights, arch: str, pretrained: bool):
+    if not pretrained:
+        return None
+    ensure_weights_available(weights, arch)
+    return weights
+
+
+@register_model(
+    input_size=224,
+    gradcam_layer="layer4.1",
+    pretrained_source="torchvision ResNet18_Weights.IMAGENET1K_V1",
+)
+def resnet18(num_classes: int = 2, pretrained: bool = False, **kwargs) -> nn.Module:
+    """torchvision ResNet-18 with fc 512 -> num_classes (the first report's best model)."""
+    weights = _imagenet(tvm.ResNet18_Weights.IMAGENET1K_V1, "resnet18", pretrained)
+    model = tvm.resnet18(weights=weights)
+    model.fc = nn.Linear(model.fc.in_features, num_classes)
+    return model
+
+
+@register_model(
+    input_size=224,
+    gradcam_layer="features.8",
+    pretrained_source="torchvision EfficientNet_B0_Weights.IMAGENET1K_V1",
+)
+def efficientnet_b0(num_classes: int = 2, pretrained: bool = False, dropout: float = 0.2, **kwargs) -> nn.Module:
+    """torchvision EfficientNet-B0 with a new 1280 -> num_classes head (the second report)."""
+    weights = _imagenet(tvm.EfficientNet_B0_Weights.IMAGENET1K_V1, "efficientnet_b0", pretrained)
+    model = tvm.efficientnet_b0(weights=weights)
+    model.classifier = nn.Sequential(nn.Dropout(dropout, inplace=True), nn.Linear(1280, num_classes))
+    return model

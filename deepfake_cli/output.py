@@ -1,0 +1,150 @@
+"""Writing result records: a Rich table on a terminal, JSON/JSONL/CSV otherwise.
+
+Records are plain dicts. JSON, JSONL and CSV are streamed one record at a
+time so scans of huge folders run in constant memory; the table is drawn at
+the end (it is for people, not for millions of rows).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import sys
+from typing import Any, Callable, Sequence, TextIO
+
+OUTPUT_FORMATS = ("table", "json", "jsonl", "csv")
+
+
+def choose_format(
+    json_: bool = False, jsonl: bool = False, csv_: bool = False, out: str | None = None, stream: TextIO | None = None
+) -> str:
+    """Explicit flag wins; then the ``out`` file's extension; then a table on a
+    TTY and JSON Lines in pipes."""
+    chosen = [name for name, on in (("json", json_), ("jsonl", jsonl), ("csv", csv_)) if on]
+    if len(chosen) > 1:
+        from deepfake_cli.errors import UsageError
+
+        raise UsageError(f"choose one output format, not {' and '.join('--' + c for c in chosen)}")
+    if chosen:
+        return chosen[0]
+    if out is not None and str(out) != "-":
+        suffix = str(out).rsplit(".", 1)[-1].lower()
+        return suffix if suffix in ("json", "jsonl", "csv") else "jsonl"
+    stream = stream or sys.stdout
+    return "table" if stream.isatty() else "jsonl"
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return _clean(value.item())
+    return value
+
+
+def dumps(record: Any, indent: int | None = None) -> str:
+    return json.dumps(_clean(record), indent=indent, ensure_ascii=False)
+
+
+class RecordWriter:
+    """Write records to ``stream`` in one of :data:`OUTPUT_FORMATS`.
+
+    ``columns`` fixes the CSV header and table columns; ``flatten`` turns a
+    record into one flat CSV/table row (nested detail stays in JSON only).
+    """
+
+    def __init__(
+        self,
+        fmt: str,
+        columns: Sequence[str],
+        stream: TextIO | None = None,
+        flatten: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        title: str | None = None,
+    ):
+        if fmt not in OUTPUT_FORMATS:
+            raise ValueError(f"unknown output format {fmt}")
+        self.fmt = fmt
+        self.columns = list(columns)
+        self.stream = stream or sys.stdout
+        self.flatten = flatten or (lambda r: r)
+        self.title = title
+        self.count = 0
+        self._rows: list[dict[str, Any]] = []
+        self._csv: csv.DictWriter | None = None
+
+    def __enter__(self) -> "RecordWriter":
+        if self.fmt == "json":
+            self.stream.write("[")
+        elif self.fmt == "csv":
+            self._csv = csv.DictWriter(self.stream, fieldnames=self.columns, extrasaction="ignore", lineterminator="\n")
+            self._csv.writeheader()
+        return self
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.fmt == "json":
+            self.stream.write(("," if self.count else "") + "\n" + dumps(record))
+        elif self.fmt == "jsonl":
+            self.stream.write(dumps(record) + "\n")
+        elif self.fmt == "csv":
+            assert self._csv is not None
+            row = {k: _csv_value(v) for k, v in self.flatten(record).items()}
+            self._csv.writerow(row)
+        else:
+            self._rows.append(self.flatten(record))
+        self.count += 1
+        if self.fmt != "table":
+            self.stream.flush()
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.fmt == "json":
+            self.stream.write("\n]\n" if self.count else "]\n")
+        elif self.fmt == "table":
+            self._print_table()
+        self.stream.flush()
+
+    def _print_table(self) -> None:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=self.title, show_lines=False)
+        for col in self.columns:
+            table.add_column(col, overflow="fold")
+        for row in self._rows:
+            table.add_row(*(_table_value(row.get(c)) for c in self.columns))
+        Console(file=self.stream).print(table)
+
+
+def _csv_value(value: Any) -> Any:
+    value = _clean(value)
+    if value is None:
+        return ""
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return value
+
+
+def _table_value(value: Any) -> str:
+    value = _clean(value)
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, (list, tuple)):
+        return " ".join(f"{v:.0f}" if isinstance(v, float) else str(v) for v in value)
+    return str(value)
+
+
+def write_csv_rows(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    """CSV text for a small in-memory table (used by serve downloads and reports)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _csv_value(v) for k, v in row.items()})
+    return buf.getvalue()

@@ -1,0 +1,131 @@
+"""``dfdetect predict`` through Typer's CliRunner and as a real subprocess."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from conftest import PHOTOS, make_checkpoint, need_shared
+from deepfake_cli.cli.app import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def mixed_folder(tmp_path):
+    """Good images, a zero-byte file, a text file named .jpg and a truncated JPEG."""
+    need_shared(PHOTOS)
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "a_face.jpg").write_bytes((PHOTOS / "kate_siegel.jpg").read_bytes())
+    Image.new("RGB", (320, 240), (30, 90, 200)).save(folder / "b_noface.png")
+    (folder / "c_zero.jpg").write_bytes(b"")
+    (folder / "d_text.jpg").write_text("this is not an image\n")
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (400, 400, 3), dtype=np.uint8)).save(buf, "JPEG")
+    (folder / "e_truncated.jpg").write_bytes(buf.getvalue()[:3000])
+    return folder
+
+
+EXPECTED_STATUS = {"a_face.jpg": "ok", "b_noface.png": "no_face", "c_zero.jpg": "error",
+                   "d_text.jpg": "error", "e_truncated.jpg": "error"}
+
+
+def test_mixed_folder_jsonl_rows_and_exit_code(mixed_folder, sepcnn_ckpt):
+    result = runner.invoke(app, ["predict", str(mixed_folder), "-m", str(sepcnn_ckpt), "--jsonl"])
+    assert result.exit_code == 4, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert {Path(r["path"]).name: r["status"] for r in rows} == EXPECTED_STATUS
+    ok = next(r for r in rows if r["status"] == "ok")
+    assert ok["faces"] == 1 and 0.0 <= ok["p_fake"] <= 1.0 and ok["verdict"] in ("real", "fake")
+    face = ok["face_results"][0]
+    assert len(face["box"]) == 4 and face["det_prob"] > 0.95 and set(face["probs"]) == {"real", "fake"}
+    errors = {Path(r["path"]).name: r["error"] for r in rows if r["status"] == "error"}
+    assert "empty" in errors["c_zero.jpg"] and "not a recognised" in errors["d_text.jpg"]
+    assert "truncated" in errors["e_truncated.jpg"]
+    assert "3 errors" in result.stderr
+
+
+def test_csv_and_json_outputs_parse(mixed_folder, sepcnn_ckpt):
+    result = runner.invoke(app, ["predict", str(mixed_folder), "-m", str(sepcnn_ckpt), "--csv"])
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [Path(r["path"]).name for r in rows] == sorted(EXPECTED_STATUS)
+    assert {Path(r["path"]).name: r["status"] for r in rows} == EXPECTED_STATUS
+    result = runner.invoke(app, ["predict", str(mixed_folder / "a_face.jpg"), "-m", str(sepcnn_ckpt), "--json"])
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    assert isinstance(data, list) and data[0]["status"] == "ok"
+
+
+def test_fail_on_fake_wins_over_partial(mixed_folder, tmp_path):
+    always_fake = make_checkpoint(tmp_path / "zero_threshold.pt", threshold=0.0)
+    result = runner.invoke(app, ["predict", str(mixed_folder), "-m", str(always_fake), "--jsonl", "--fail-on-fake"])
+    assert result.exit_code == 3
+    result = runner.invoke(app, ["predict", str(mixed_folder / "a_face.jpg"), "-m", str(always_fake), "--jsonl", "--threshold", "1.0", "--fail-on-fake"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["verdict"] == "real"
+
+
+def test_no_detect_multiclass_reports_method(tmp_path, multiclass_ckpt):
+    crop = tmp_path / "crop.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (128, 128, 3), dtype=np.uint8)).save(crop)
+    result = runner.invoke(app, ["predict", str(crop), "-m", str(multiclass_ckpt), "--no-detect", "--jsonl"])
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.stdout)
+    assert row["faces"] == 1 and row["face_results"][0]["det_prob"] is None
+    assert row["method"] in ("DeepFakeDetection", "Deepfakes", "Face2Face", "FaceShifter", "FaceSwap", "NeuralTextures")
+    assert len(row["face_results"][0]["probs"]) == 7
+
+
+@pytest.mark.parametrize(
+    "args, code, needle",
+    [
+        (["predict", "{missing}"], 1, "no default model"),
+        (["predict", "{missing}", "-m", "resnet18"], 1, "architecture, not a trained model"),
+        (["predict", "{missing}", "-m", "{ckpt}", "--json", "--csv"], 2, "choose one output format"),
+        (["predict", "{empty_dir}", "-m", "{ckpt}"], 1, "no image files found"),
+        (["predict", "{missing}", "-m", "{ckpt}", "--jsonl"], 1, "no such file"),
+        (["predict", "{missing}", "-m", "{ckpt}", "--threshold", "2"], 2, "predict.threshold"),
+    ],
+)
+def test_fatal_and_usage_errors(tmp_path, sepcnn_ckpt, args, code, needle, monkeypatch):
+    monkeypatch.setenv("DFDETECT_MODELS_DIR", str(tmp_path / "no_models"))
+    (tmp_path / "empty").mkdir()
+    fill = {"missing": str(tmp_path / "missing.jpg"), "ckpt": str(sepcnn_ckpt), "empty_dir": str(tmp_path / "empty")}
+    result = runner.invoke(app, [a.format(**fill) for a in args])
+    assert result.exit_code == code, result.output
+    assert needle in result.output
+
+
+def test_version_and_help():
+    assert runner.invoke(app, ["--version"]).stdout.startswith("dfdetect ")
+    out = runner.invoke(app, ["predict", "-h"], env={"COLUMNS": "200"}).stdout
+    assert "--fail-on-fake" in out and "Exit codes" in out
+
+
+def test_subprocess_stdin_paths_and_module_entry(mixed_folder, sepcnn_ckpt):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    paths = f"{mixed_folder / 'a_face.jpg'}\n{mixed_folder / 'c_zero.jpg'}\n"
+    proc = subprocess.run(
+        [sys.executable, "-m", "deepfake_cli", "predict", "-", "-m", str(sepcnn_ckpt), "--csv"],
+        input=paths, capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert proc.returncode == 4, proc.stderr
+    rows = list(csv.DictReader(io.StringIO(proc.stdout)))
+    assert [r["status"] for r in rows] == ["ok", "error"]
+    # Not a TTY and no flag: JSON Lines.
+    proc = subprocess.run(
+        ["dfdetect", "predict", str(mixed_folder / "a_face.jpg"), "-m", str(sepcnn_ckpt)],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["status"] == "ok"

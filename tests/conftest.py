@@ -1,0 +1,77 @@
+"""Shared fixtures: paths into ../shared (skipped when absent) and small checkpoints."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("DFDETECT_SHARED", REPO.parent / "shared")).resolve()
+SHARED_REASON = f"real data folder {SHARED} is absent (see ../shared/README.md); CI always has it"
+
+FFPP_C23 = SHARED / "data" / "ffpp_c23"
+FFPP_FACES = SHARED / "data" / "ffpp_faces" / "train"
+PHOTOS = SHARED / "data" / "photos" / "faces"
+MESONET_PHOTOS = SHARED / "data" / "photos" / "mesonet"
+MULTIFACE_VIDEO = SHARED / "data" / "videos" / "facenet_example.mp4"
+MESONET_WEIGHTS = SHARED / "weights" / "mesonet"
+ORIGINAL_004 = FFPP_C23 / "original_sequences" / "youtube" / "c23" / "videos" / "004.mp4"
+
+
+def need_shared(*paths: Path) -> None:
+    """Skip the calling test with a clear reason when the shared data is missing."""
+    for p in paths or (SHARED,):
+        if not p.exists():
+            pytest.skip(f"{SHARED_REASON}; missing {p}")
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    need_shared()
+    return SHARED
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _offline_and_quiet(tmp_path_factory):
+    # Never reach for the network in tests; keep torch's cache out of $HOME.
+    os.environ["DFDETECT_OFFLINE"] = "1"
+    os.environ.setdefault("TORCH_HOME", str(tmp_path_factory.mktemp("torch_home")))
+    import torch
+
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+def make_checkpoint(path: Path, arch: str = "sepcnn", num_classes: int = 2, threshold: float = 0.5, seed: int = 0, **kw) -> Path:
+    """A real (untrained, seeded) checkpoint of ``arch`` in dfdetect's format."""
+    import torch
+
+    from deepfake_cli.checkpoint import build_checkpoint, save_checkpoint
+    from deepfake_cli.labels import default_labels
+    from deepfake_cli.models import create_model, get_model_spec
+
+    torch.manual_seed(seed)
+    model = create_model(arch, num_classes=num_classes)
+    spec = get_model_spec(arch)
+    ckpt = build_checkpoint(
+        model,
+        arch=arch,
+        model_args={"num_classes": num_classes},
+        labels=default_labels(num_classes),
+        preprocessing=spec.preprocessing(),
+        threshold=threshold,
+        provenance={"data": "untrained test fixture"},
+        **kw,
+    )
+    return save_checkpoint(ckpt, path)
+
+
+@pytest.fixture(scope="session")
+def sepcnn_ckpt(tmp_path_factory) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "sepcnn.pt")
+
+
+@pytest.fixture(scope="session")
+def multiclass_ckpt(tmp_path_factory) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt7") / "sepcnn7.pt", num_classes=7)

@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from deepfake_cli.errors import PretrainedWeightsUnavailable, UnknownModelError
+from deepfake_cli.models import create_model, get_model_spec, list_models
+
+EXPECTED_PARAMS = {
+    "cnn": 8_494_658,
+    "cnn_small": 1_109_282,
+    "resnet18": 11_177_538,
+    # MesoNet's published Keras models have 27,977 / 28,615 params with one
+    # sigmoid output; our two-logit head adds exactly 17 (16 weights + 1 bias).
+    "mesonet4": 27_977 + 17,
+    "mesoinception4": 28_615 + 17,
+}
+
+
+def n_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_expected_architectures_are_registered():
+    assert set(list_models()) >= {"cnn", "cnn_small", "resnet18", "efficientnet_b0", "sepcnn", "mesonet4", "mesoinception4"}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_PARAMS))
+def test_exact_parameter_counts(name):
+    assert n_params(create_model(name)) == EXPECTED_PARAMS[name]
+
+
+def test_sepcnn_is_about_175k_and_efficientnet_head():
+    assert 160_000 <= n_params(create_model("sepcnn")) <= 190_000
+    eff = create_model("efficientnet_b0")
+    assert eff.classifier[-1].out_features == 2 and eff.classifier[-1].in_features == 1280
+
+
+@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("num_classes", [2, 7])
+def test_forward_backward_every_model(name, num_classes):
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=num_classes).train()
+    spec = get_model_spec(name)
+    x = torch.randn(2, 3, spec.input_size, spec.input_size)
+    out = model(x)
+    assert out.shape == (2, num_classes)
+    loss = torch.nn.functional.cross_entropy(out, torch.tensor([0, 1]))
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None for g in grads)
+    assert sum(float(g.abs().sum()) for g in grads) > 0
+    # The declared Grad-CAM layer exists and produces a spatial map.
+    layer = model.get_submodule(spec.gradcam_layer)
+    seen = []
+    handle = layer.register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    try:
+        model.eval()(x[:1])
+    finally:
+        handle.remove()
+    assert len(seen) == 1 and len(seen[0]) == 4 and seen[0][-1] > 1
+
+
+def test_spec_carries_preprocessing():
+    spec = get_model_spec("mesonet4")
+    assert spec.input_size == 256 and spec.mean == (0.0, 0.0, 0.0) and spec.std == (1.0, 1.0, 1.0)
+    assert get_model_spec("sepcnn").input_size == 128
+    pre = get_model_spec("resnet18").preprocessing()
+    assert pre["input_size"] == 224 and len(pre["mean"]) == 3
+
+
+def test_unknown_model_lists_valid_names():
+    with pytest.raises(UnknownModelError) as err:
+        create_model("resnet19")
+    assert "resnet18" in str(err.value) and "sepcnn" in str(err.value)
+
+
+def test_pretrained_offline_uses_cached_file(tmp_path, monkeypatch):
+    """ImageNet init goes through torchvision's weights API and its TORCH_HOME cache."""
+    import torchvision.models as tvm
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setenv("DFDETECT_OFFLINE", "1")
+    with pytest.raises(PretrainedWeightsUnavailable) as err:
+        create_model("resnet18", pretrained=True)
+    message = str(err.value)
+    assert "resnet18-f37072fd.pth" in message and str(tmp_path) in message and "\n" not in message
+
+    # A locally made "ImageNet" file with recognisable values stands in for the download.
+    torch.manual_seed(1)
+    fake_imagenet = tvm.resnet18(weights=None)
+    with torch.no_grad():
+        fake_imagenet.conv1.weight.fill_(0.123)
+    cache = tmp_path / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    torch.save(fake_imagenet.state_dict(), cache / "resnet18-f37072fd.pth")
+
+    model = create_model("resnet18", pretrained=True)
+    assert torch.allclose(model.conv1.weight, torch.full_like(model.conv1.weight, 0.123))
+    assert model.fc.out_features == 2

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import PHOTOS, need_shared
+from deepfake_cli.faces import FaceDetector, FaceFraming, crop_box, crop_face
+from deepfake_cli.images import load_image
+
+
+def test_crop_box_margin_square_and_clipping():
+    # A 100x50 box, squared to 100x100, plus 30% margin -> 130x130 around (150, 125).
+    assert crop_box((100, 100, 200, 150), FaceFraming(0.3, True), 1000, 1000) == (85, 60, 215, 190)
+    assert crop_box((100, 100, 200, 150), FaceFraming(0.0, False), 1000, 1000) == (100, 100, 200, 150)
+    # Clipped to the image.
+    assert crop_box((-10, -10, 50, 50), FaceFraming(0.3, True), 40, 30) == (0, 0, 40, 30)
+    img = np.zeros((30, 40, 3), np.uint8)
+    assert crop_face(img, (5, 5, 15, 15), FaceFraming(0.0, True), size=64).shape == (64, 64, 3)
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return FaceDetector(min_prob=0.95, min_size=50)
+
+
+@pytest.mark.parametrize("name", ["angelina_jolie.jpg", "kate_siegel.jpg", "paul_rudd.jpg"])
+def test_one_face_in_each_portrait(detector, name):
+    need_shared(PHOTOS / name)
+    faces = detector.detect_one(load_image(PHOTOS / name))
+    assert len(faces) == 1
+    assert faces[0].prob > 0.95 and faces[0].size >= 50 and len(faces[0].landmarks) == 5
+
+
+def test_six_faces_in_multiface(detector):
+    need_shared(PHOTOS / "multiface.jpg")
+    img = load_image(PHOTOS / "multiface.jpg")
+    faces = detector.detect_one(img)
+    assert len(faces) == 6
+    h, w = img.shape[:2]
+    for f in faces:
+        assert 0 <= f.box[0] < f.box[2] <= w + 5 and 0 <= f.box[1] < f.box[3] <= h + 5
+
+
+def iou(a, b):
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def test_downscaled_detection_maps_boxes_back(detector):
+    need_shared(PHOTOS / "paul_rudd.jpg")
+    img = load_image(PHOTOS / "paul_rudd.jpg")
+    full = FaceDetector(max_side=None).detect_one(img)[0]
+    small = FaceDetector(max_side=512).detect_one(img)[0]
+    assert iou(full.box, small.box) > 0.9
+
+
+def test_batched_equals_single_and_filters(detector):
+    need_shared(PHOTOS / "multiface.jpg")
+    img = load_image(PHOTOS / "multiface.jpg")
+    batch = detector.detect([img, img[:, ::-1].copy(), np.zeros((120, 160, 3), np.uint8)])
+    assert [len(b) for b in batch] == [6, 6, 0]
+    single = detector.detect_one(img)
+    assert np.allclose([f.box for f in batch[0]], [f.box for f in single], atol=1.0)
+    largest = FaceDetector(select="largest").detect_one(img)
+    assert len(largest) == 1 and largest[0].area == max(f.area for f in single)
+    strict = FaceDetector(min_size=85)
+    assert len(strict.detect_one(img)) < 6 and strict.stats.too_small > 0
