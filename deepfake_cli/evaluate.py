@@ -1,0 +1,398 @@
+"""``dfdetect evaluate``: a complete, honest report of a checkpoint on labelled face crops.
+
+Crops are scored exactly as ``predict --no-detect`` scores them
+(:meth:`FaceClassifier.predict_proba`). The report has frame-level accuracy,
+per-class precision/recall/F1 with macro and weighted averages, the confusion
+matrix, ROC-AUC from the probabilities, average precision, the EER with its
+threshold, the threshold of maximal Youden's J and the loss; per-method AUC
+against the reals; video-level AUC/accuracy (mean and "confident strategy"
+aggregation) when crops carry video ids; the 7x7 matrix for multiclass models.
+
+Which split is evaluated (``auto``): ``test`` when the data has one; else the
+validation split when the model was trained on this very data (the carve-out
+is re-made with the seed and fraction the checkpoint recorded, so no training
+crop is scored); else every crop.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from deepfake_cli.checkpoint import load_checkpoint, save_checkpoint
+from deepfake_cli.classifier import FaceClassifier
+from deepfake_cli.config import save_resolved_config
+from deepfake_cli.datasets import DatasetSplits, SplitData, balanced_subset, load_crops, load_splits
+from deepfake_cli.errors import DatasetError, UsageError
+from deepfake_cli.metrics import (
+    binary_metrics,
+    choose_threshold,
+    class_report,
+    cross_entropy,
+    per_method,
+    video_metrics,
+    video_scores,
+)
+
+EVAL_SPLITS: tuple[str, ...] = ("auto", "all", "train", "val", "test")
+THRESHOLD_SOURCES: tuple[str, ...] = ("checkpoint", "val")
+SCORE_CHUNK = 256
+
+
+@dataclass
+class EvalData:
+    """The data to score and where its split came from."""
+
+    splits: DatasetSplits
+    split: str
+    reason: str
+    limit_per_class: int | None = None  # a balanced subset of the scored split (quick checks)
+
+    def rows(self, name: str | None = None) -> SplitData:
+        name = name or self.split
+        if name == "all":
+            parts = [s for s in self.splits.splits.values() if len(s)]
+            if not parts:
+                raise DatasetError("the data holds no crops")
+            split = SplitData("all", pd.concat([p.frame for p in parts], ignore_index=True), np.concatenate([p.targets for p in parts]))
+        else:
+            split = self.splits.get(name)
+            if split is None:
+                raise DatasetError(f"{self.splits.table.root}: no crops in the {name} split")
+        if self.limit_per_class:
+            keep = balanced_subset(split.frame, split.targets, self.limit_per_class, self.splits.settings["split_seed"])
+            split = SplitData(split.name, split.frame.iloc[keep].reset_index(drop=True), split.targets[keep])
+        return split
+
+
+def resolve_eval_data(classifier: FaceClassifier, root: str | os.PathLike[str], cfg, split: str = "auto") -> EvalData:
+    """Read ``root`` with the model's labels and pick the split to evaluate."""
+    if split not in EVAL_SPLITS:
+        raise UsageError(f"--split must be one of {', '.join(EVAL_SPLITS)}")
+    meta = classifier.checkpoint_meta
+    trained_on = (meta.get("provenance") or {}).get("data")
+    given = Path(root).expanduser().resolve()
+    folder = given.parent if given.is_file() else given  # a metadata.csv stands for its folder
+    same_data = trained_on is not None and Path(trained_on) == folder
+    dc = cfg.data
+    val_fraction, split_seed = dc.val_fraction, dc.split_seed
+    if same_data:
+        # Re-make the training run's carve-out, so 'val' holds no training crop.
+        recorded = (meta.get("config") or {}).get("data") or {}
+        val_fraction = recorded.get("val_fraction", val_fraction)
+        split_seed = recorded.get("split_seed", split_seed)
+    splits = load_splits(
+        root, labels=classifier.labels, val_fraction=val_fraction, split_seed=split_seed,
+        methods=dc.methods, compression=dc.compression,
+    )  # fmt: skip
+    limit = dc.limit_per_class
+    if split != "auto":
+        return EvalData(splits, split, "requested", limit)
+    if splits.get("test") is not None:
+        return EvalData(splits, "test", "the data's test split", limit)
+    if same_data and splits.get("val") is not None:
+        return EvalData(splits, "val", "no test split; the model's validation split (it was trained on this data)", limit)
+    if same_data:
+        raise DatasetError(
+            f"{root}: the model was trained on this data and there is neither a test nor a validation split "
+            "to evaluate honestly; pass --split all to score every crop anyway"
+        )
+    return EvalData(splits, "all", "no test split and the model was not trained on this data: every crop", limit)
+
+
+def score_split(
+    classifier: FaceClassifier,
+    split: SplitData,
+    batch_size: int = 64,
+    threads: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """Class probabilities (N, K) of every crop of ``split``, as predict scores them."""
+    paths = split.paths
+    out = []
+    for start in range(0, len(paths), SCORE_CHUNK):
+        crops = load_crops(paths[start : start + SCORE_CHUNK], classifier.input_size, threads)
+        out.append(classifier.predict_proba(list(crops), batch_size))
+        if progress is not None:
+            progress(len(crops))
+    return np.concatenate(out) if out else np.zeros((0, len(classifier.labels)), np.float32)
+
+
+def build_report(
+    frame: pd.DataFrame,
+    targets: np.ndarray,
+    probs: np.ndarray,
+    labels: Sequence[str],
+    threshold: float,
+) -> dict[str, Any]:
+    """Every number of the report from a table of crops (``label``, ``method``,
+    ``video_key``) with their targets in ``labels`` and the model's probabilities."""
+    from deepfake_cli.labels import real_index
+
+    labels = list(labels)
+    real = real_index(labels)
+    y_fake = (frame["label"].to_numpy() == "fake").astype(np.int64)
+    p_fake = 1.0 - probs[:, real]
+    binary = binary_metrics(y_fake, p_fake, threshold)
+    known = targets >= 0
+    report: dict[str, Any] = {
+        "threshold": float(threshold),
+        "frame": {
+            **binary,
+            "loss": cross_entropy(targets[known], probs[known]),
+            "classes": class_report(y_fake, (p_fake >= threshold).astype(np.int64), ["real", "fake"]),
+        },
+        "per_method": per_method(frame["method"].to_numpy(), y_fake, p_fake, threshold),
+        "multiclass": None,
+        "video": None,
+    }
+    if len(labels) > 2:
+        report["multiclass"] = {
+            "crops": int(known.sum()),
+            **class_report(targets[known], probs[known].argmax(1), labels),
+        }
+    keys = frame["video_key"].to_numpy() if "video_key" in frame.columns else np.array([""] * len(frame))
+    report["video"] = video_metrics(video_scores(keys, y_fake, p_fake), threshold)
+    return report
+
+
+def roc_curves(frame: pd.DataFrame, probs: np.ndarray, labels: Sequence[str]) -> list[tuple[str, np.ndarray, np.ndarray, float | None]]:
+    """The overall ROC and one per manipulation method (against all reals)."""
+    from sklearn.metrics import roc_curve
+
+    from deepfake_cli.labels import real_index
+    from deepfake_cli.metrics import roc_auc
+
+    y = (frame["label"].to_numpy() == "fake").astype(np.int64)
+    p = 1.0 - probs[:, real_index(list(labels))]
+    curves = []
+    if len(np.unique(y)) == 2:
+        fpr, tpr, _ = roc_curve(y, p)
+        curves.append(("all fakes", fpr, tpr, roc_auc(y, p)))
+        methods = frame["method"].to_numpy()
+        for method in sorted(set(methods[y == 1].tolist())):
+            mask = (y == 0) | (methods == method)
+            fpr, tpr, _ = roc_curve(y[mask], p[mask])
+            curves.append((str(method), fpr, tpr, roc_auc(y[mask], p[mask])))
+    return curves
+
+
+def write_report(report: dict[str, Any], out_dir: str | os.PathLike[str], frame: pd.DataFrame, probs: np.ndarray, labels: Sequence[str]) -> dict[str, str]:
+    """report.json, report.md, predictions.csv, confusion CSV/PNG, roc.png (and videos.csv)."""
+    from deepfake_cli.labels import real_index
+    from deepfake_cli.output import dumps
+    from deepfake_cli.plots import plot_confusion, plot_roc
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files: dict[str, str] = {}
+    labels = list(labels)
+    threshold = report["threshold"]
+
+    p_fake = 1.0 - probs[:, real_index(labels)]
+    preds = frame[[c for c in ("path", "label", "method", "split", "video_key") if c in frame.columns]].copy()
+    preds["p_fake"] = np.round(p_fake, 6)
+    preds["predicted"] = np.where(p_fake >= threshold, "fake", "real")
+    for i, name in enumerate(labels):
+        preds[f"p_{name}"] = np.round(probs[:, i], 6)
+    preds.to_csv(out / "predictions.csv", index=False)
+    files["predictions"] = str(out / "predictions.csv")
+
+    cm = report["frame"]["classes"]["confusion"]
+    pd.DataFrame(cm, index=[f"true_{l}" for l in ("real", "fake")], columns=[f"pred_{l}" for l in ("real", "fake")]).to_csv(out / "confusion.csv")
+    files["confusion_csv"] = str(out / "confusion.csv")
+    files["confusion_png"] = str(plot_confusion(cm, ["real", "fake"], out / "confusion.png", f"Real vs fake at threshold {threshold:.3f}"))
+    if report["multiclass"] is not None:
+        mc = report["multiclass"]["confusion"]
+        pd.DataFrame(mc, index=[f"true_{l}" for l in labels], columns=[f"pred_{l}" for l in labels]).to_csv(out / "confusion_multiclass.csv")
+        files["confusion_multiclass_csv"] = str(out / "confusion_multiclass.csv")
+        files["confusion_multiclass_png"] = str(plot_confusion(mc, labels, out / "confusion_multiclass.png", "Method confusion (argmax)"))
+    curves = roc_curves(frame, probs, labels)
+    if curves:
+        eer = report["frame"]["eer"]
+        files["roc_png"] = str(plot_roc(curves, out / "roc.png", None if eer is None else (eer, 1.0 - eer)))
+    if "video_key" in frame.columns:
+        videos = video_scores(frame["video_key"].to_numpy(), (frame["label"].to_numpy() == "fake").astype(np.int64), p_fake)
+    else:
+        videos = []
+    if videos:
+        pd.DataFrame(videos).to_csv(out / "videos.csv", index=False)
+        files["videos_csv"] = str(out / "videos.csv")
+    files["report_json"] = str(out / "report.json")
+    files["report_md"] = str(out / "report.md")
+    report["files"] = files
+    (out / "report.json").write_text(dumps(report, indent=2) + "\n", encoding="utf-8")
+    (out / "report.md").write_text(report_markdown(report), encoding="utf-8")
+    return files
+
+
+def _f(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _class_table(block: dict[str, Any]) -> list[str]:
+    lines = ["| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+    for row in block["per_class"]:
+        lines.append(f"| {row['label']} | {_f(row['precision'])} | {_f(row['recall'])} | {_f(row['f1'])} | {row['support']} |")
+    for name in ("macro_avg", "weighted_avg"):
+        row = block[name]
+        lines.append(f"| {name.replace('_', ' ')} | {_f(row['precision'])} | {_f(row['recall'])} | {_f(row['f1'])} | {row['support']} |")
+    return lines
+
+
+def _confusion_table(matrix: list[list[int]], labels: Sequence[str]) -> list[str]:
+    lines = ["| true \\ predicted | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
+    for name, row in zip(labels, matrix):
+        lines.append(f"| {name} | " + " | ".join(str(v) for v in row) + " |")
+    return lines
+
+
+def report_markdown(report: dict[str, Any]) -> str:
+    """The report's tables for people."""
+    fr = report["frame"]
+    model, data = report.get("model", {}), report.get("data", {})
+    lines = [
+        f"# Evaluation of {model.get('name', 'model')} ({model.get('arch', '?')})",
+        "",
+        f"Data: `{data.get('root', '?')}`, split **{data.get('split', '?')}** ({data.get('split_reason', '')}), "
+        f"{fr['n']} crops ({fr['reals']} real, {fr['fakes']} fake).",
+        f"Threshold on p_fake: **{report['threshold']:.4f}** ({report.get('threshold_source', '')}).",
+        "",
+        "## Frame level",
+        "",
+        "| metric | value |",
+        "|---|---|",
+    ]
+    for key, name in (
+        ("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"), ("auc", "ROC-AUC"),
+        ("average_precision", "average precision"), ("eer", "EER"), ("eer_threshold", "threshold at EER"),
+        ("youden_j", "max Youden J"), ("youden_threshold", "threshold at max Youden J"),
+        ("precision", "precision (fake)"), ("recall", "recall (fake)"), ("specificity", "specificity (real)"),
+        ("f1", "F1 (fake)"), ("loss", "loss (cross-entropy)"),
+    ):  # fmt: skip
+        lines.append(f"| {name} | {_f(fr.get(key))} |")
+    lines += ["", *_class_table(fr["classes"]), "", *_confusion_table(fr["classes"]["confusion"], ["real", "fake"]), ""]
+    lines += ["## Per method (AUC against all reals)", "", "| method | crops | AUC | called fake | mean p_fake |", "|---|---|---|---|---|"]
+    for row in report["per_method"]:
+        lines.append(f"| {row['method']} | {row['n']} | {_f(row['auc'])} | {_f(row['called_fake'])} | {_f(row['mean_p_fake'])} |")
+    if report.get("video"):
+        v = report["video"]
+        lines += ["", "## Video level", "", f"{v['videos']} videos ({v['fake_videos']} fake).", "",
+                  "| aggregation | AUC | accuracy |", "|---|---|---|"]  # fmt: skip
+        for name in ("mean", "confident"):
+            lines.append(f"| {name} | {_f(v[name]['auc'])} | {_f(v[name]['accuracy'])} |")
+    if report.get("multiclass"):
+        mc = report["multiclass"]
+        lines += ["", "## Multiclass (argmax over methods)", "", f"accuracy {_f(mc['accuracy'])} on {mc['crops']} crops", "",
+                  *_class_table(mc), "", *_confusion_table(mc["confusion"], mc["labels"])]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def update_checkpoint_threshold(path: str | os.PathLike[str], threshold: float, info: dict[str, Any]) -> None:
+    """Write a calibrated threshold (and how it was found) into the checkpoint file."""
+    ckpt = load_checkpoint(path)
+    ckpt["threshold"] = float(threshold)
+    metrics = dict(ckpt.get("metrics") or {})
+    metrics["threshold"] = float(threshold)
+    metrics["threshold_calibration"] = info
+    ckpt["metrics"] = metrics
+    save_checkpoint(ckpt, path)
+
+
+def evaluate(
+    model_path: str | os.PathLike[str],
+    cfg,
+    data_root: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    device: Any = "cpu",
+    split: str = "auto",
+    threshold: float | None = None,
+    threshold_from: str = "checkpoint",
+    threshold_method: str | None = None,
+    task_hook: Callable[[str, int], Any] | None = None,
+    message: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Score ``data_root`` with the checkpoint and write the report to ``out_dir``.
+
+    ``threshold`` fixes the decision threshold; otherwise ``threshold_from``
+    takes the checkpoint's, or (``val``) chooses one on the validation split
+    with ``threshold_method`` and writes it back into the checkpoint file.
+    ``task_hook(description, total)`` returns a context manager yielding a
+    progress callback.
+    """
+    import contextlib
+
+    say = message or (lambda text: None)
+    hook = task_hook or (lambda description, total: contextlib.nullcontext(lambda n: None))
+    if threshold_from not in THRESHOLD_SOURCES:
+        raise UsageError(f"--threshold-from must be one of {', '.join(THRESHOLD_SOURCES)}")
+    if threshold is not None and threshold_from != "checkpoint":
+        raise UsageError("give either --threshold or --threshold-from val, not both")
+    classifier = FaceClassifier.from_checkpoint(model_path, device=device)
+    batch = cfg.predict.batch_size
+    threads = cfg.runtime.num_threads or None
+    data = resolve_eval_data(classifier, data_root, cfg, split)
+    rows = data.rows()
+    say(f"evaluating {classifier.name} ({classifier.arch}, {classifier.input_size}px) on {len(rows)} crops of the "
+        f"{data.split} split: {data.reason}")  # fmt: skip
+
+    threshold_info: dict[str, Any]
+    if threshold is not None:
+        chosen, source = float(threshold), "given with --threshold"
+        threshold_info = {"source": "option"}
+    elif threshold_from == "val":
+        val = data.rows("val")
+        if data.split == "val":
+            say("[yellow]note:[/] the threshold is chosen on the split being evaluated (val): its numbers are optimistic")
+        method = threshold_method or ((classifier.checkpoint_meta.get("config") or {}).get("train") or {}).get("threshold_method") or "eer"
+        with hook(f"scoring {len(val)} val crops for the threshold", len(val)) as advance:
+            val_probs = score_split(classifier, val, batch, threads, advance)
+        y_fake = (val.frame["label"].to_numpy() == "fake").astype(np.int64)
+        chosen = choose_threshold(y_fake, 1.0 - val_probs[:, classifier.real_index], method)
+        source = f"chosen on the val split ({method}) and written into the checkpoint"
+        threshold_info = {"source": "val", "method": method, "data": str(Path(data_root).resolve()), "crops": len(val)}
+        update_checkpoint_threshold(model_path, chosen, threshold_info)
+        say(f"threshold {chosen:.4f} ({method} on {len(val)} val crops) written into {model_path}")
+    else:
+        chosen, source = classifier.threshold, "stored in the checkpoint"
+        threshold_info = {"source": "checkpoint", **{k: v for k, v in (classifier.checkpoint_meta.get("metrics") or {}).items() if k.startswith("threshold")}}
+
+    with hook(f"scoring {len(rows)} crops", len(rows)) as advance:
+        probs = score_split(classifier, rows, batch, threads, advance)
+    report = build_report(rows.frame, rows.targets, probs, classifier.labels, chosen)
+    report = {
+        "model": {**classifier.describe(), "path": str(model_path)},
+        "data": {
+            "root": str(Path(data_root).resolve()),
+            "split": data.split,
+            "split_reason": data.reason,
+            "crops": len(rows),
+            "methods": rows.method_counts(),
+            "settings": {**data.splits.settings, "limit_per_class": data.limit_per_class},
+        },
+        "threshold_source": source,
+        "threshold_info": threshold_info,
+        **report,
+    }
+    write_report(report, out_dir, rows.frame, probs, classifier.labels)
+    save_resolved_config(cfg, out_dir)
+    return report
+
+
+def summary_line(report: dict[str, Any]) -> str:
+    fr = report["frame"]
+    return (
+        f"{fr['n']} crops: AUC {_f(fr['auc'])}, accuracy {_f(fr['accuracy'])}, EER {_f(fr['eer'])}, "
+        f"F1 {_f(fr['f1'])} at threshold {report['threshold']:.4f}"
+    )
+

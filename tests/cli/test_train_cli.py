@@ -1,0 +1,96 @@
+"""``dfdetect train`` and ``dfdetect evaluate`` through Typer's CliRunner on real crops."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from conftest import FFPP_FACES, need_shared
+from deepfake_cli.cli.app import app
+
+runner = CliRunner()
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny cnn_small run at 48 px, shared by the CLI tests."""
+    need_shared(FFPP_FACES)
+    project = tmp_path_factory.mktemp("runs")
+    threads = torch.get_num_threads()  # --threads 1 sets torch's global thread count: restore it
+    result = runner.invoke(app, [
+        "train", "--data", str(FFPP_FACES), "--arch", "cnn_small", "--input-size", "48", "--epochs", "2",
+        "--limit-per-class", "24", "-b", "16", "--lr", "1e-3", "--optimizer", "adamw", "--scheduler", "cosine",
+        "--augment", "basic", "--jpeg-augment", "--rotation", "5", "--margin", "0", "--workers", "0",
+        "--cpu-amp", "--threads", "1", "--project", str(project), "--name", "tiny", "--json",
+    ])  # fmt: skip
+    torch.set_num_threads(threads)
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_train_writes_a_run_and_prints_its_summary(trained):
+    assert trained["run_dir"].endswith("tiny") and trained["epochs"] == 2
+    assert trained["best"].endswith("best.pt") and trained["select_metric"] == "auc"
+    lines = open(trained["run_dir"] + "/metrics.jsonl").read().splitlines()
+    assert len(lines) == 2
+    config = json.load(open(trained["run_dir"] + "/config.json"))
+    assert config["train"]["scheduler"] == "cosine" and config["face"]["margin"] == 0.0
+
+
+def test_evaluate_reports_on_the_models_own_val_split(trained, tmp_path):
+    out = tmp_path / "eval"
+    result = runner.invoke(app, ["evaluate", "-m", trained["best"], "--data", str(FFPP_FACES), "--limit-per-class", "10",
+                                 "--out", str(out), "--threads", "1", "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["data"]["split"] == "val"  # no test split; trained on this data: never its train crops
+    assert report["frame"]["n"] == 20 and report["frame"]["auc"] is not None
+    for name in ("report.json", "report.md", "confusion.csv", "confusion.png", "roc.png", "predictions.csv", "config.json"):
+        assert (out / name).is_file(), name
+    assert "AUC" in result.stderr
+
+
+def test_evaluate_threshold_from_val_updates_the_checkpoint(trained, tmp_path):
+    import shutil
+
+    from deepfake_cli.checkpoint import load_checkpoint
+
+    model = tmp_path / "copy.pt"
+    shutil.copy(trained["best"], model)
+    result = runner.invoke(app, ["evaluate", "-m", str(model), "--data", str(FFPP_FACES), "--limit-per-class", "6",
+                                 "--split", "val", "--threshold-from", "val", "--threshold-method", "youden",
+                                 "--out", str(tmp_path / "e"), "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert load_checkpoint(model)["threshold"] == pytest.approx(report["threshold"])
+    assert "written into" in result.stderr
+    both = runner.invoke(app, ["evaluate", "-m", str(model), "--data", str(FFPP_FACES), "--threshold", "0.3",
+                               "--threshold-from", "val", "--out", str(tmp_path / "e2")])  # fmt: skip
+    assert both.exit_code == 2 and "not both" in both.stderr
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["train", "--arch", "sepcnn"], 2, "no training data"),
+        (["train", "--data", "/nonexistent/data", "--arch", "sepcnn"], 1, "dataset not found"),
+        (["train", "--data", str(FFPP_FACES), "--augment", "wild"], 2, "augment"),
+        (["train", "--data", str(FFPP_FACES), "--arch", "nope", "--limit-per-class", "2"], 1, "unknown model architecture"),
+        (["evaluate", "-m", "/nonexistent/model.pt", "--data", str(FFPP_FACES)], 1, "not found"),
+    ],
+)
+def test_errors_are_one_line_with_exit_codes(args, code, message):
+    result = runner.invoke(app, args)
+    assert result.exit_code == code, result.stderr
+    assert message in result.stderr
+
+
+def test_resume_with_changed_options_is_a_usage_error(trained):
+    result = runner.invoke(app, ["train", "--resume", trained["last"], "--lr", "0.5"])
+    assert result.exit_code == 2 and "--resume continues the run" in result.stderr

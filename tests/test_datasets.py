@@ -1,0 +1,227 @@
+"""Datasets: image folders and metadata.csv, seeded val carve-out, subsets, crops, samplers, transforms."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import FFPP_FACES, need_shared
+from deepfake_cli.datasets import (
+    AugmentedBatches,
+    EpochBatchSampler,
+    FaceCrops,
+    batch_seed,
+    encode_targets,
+    load_splits,
+    read_crop,
+    read_face_table,
+    task_labels,
+)
+from deepfake_cli.errors import DatasetError
+from deepfake_cli.labels import BINARY_LABELS, MULTICLASS_LABELS
+from deepfake_cli.transforms import AugmentSettings, TrainAugment, build_train_transform, normalize
+
+
+def _image(path: Path, value: int, size: int = 40) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(value)
+    Image.fromarray(rng.integers(0, 255, (size, size + 6, 3), dtype=np.uint8)).save(path)
+
+
+@pytest.fixture(scope="module")
+def ffpp_table():
+    need_shared(FFPP_FACES)
+    return read_face_table(FFPP_FACES, val_fraction=0.15, split_seed=0)
+
+
+def test_image_folders_of_ffpp_faces(ffpp_table):
+    frame = ffpp_table.frame
+    assert ffpp_table.source == "folders" and ffpp_table.face is None
+    assert len(frame) == 5428
+    counts = frame["method"].value_counts().to_dict()
+    assert counts["original"] == 1805
+    assert set(counts) == {"original", "Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures"}
+    assert (frame.loc[frame["method"] == "original", "label"] == "real").all()
+    assert (frame.loc[frame["method"] != "original", "label"] == "fake").all()
+    # No video ids in ffpp_faces: every crop is its own group; the val carve-out is ~15 %.
+    assert not ffpp_table.has_videos and ffpp_table.carved_val
+    assert frame["group"].is_unique
+    val = (frame["split"] == "val").mean()
+    assert 0.14 < val < 0.16
+    assert set(frame["split"]) == {"train", "val"}
+
+
+def test_val_carve_out_is_seeded_and_repeatable(ffpp_table):
+    again = read_face_table(FFPP_FACES, val_fraction=0.15, split_seed=0)
+    other = read_face_table(FFPP_FACES, val_fraction=0.15, split_seed=1)
+    val = set(ffpp_table.frame.loc[ffpp_table.frame["split"] == "val", "path"])
+    assert val == set(again.frame.loc[again.frame["split"] == "val", "path"])
+    assert val != set(other.frame.loc[other.frame["split"] == "val", "path"])
+
+
+def test_limit_per_class_is_balanced_and_keeps_val_apart():
+    need_shared(FFPP_FACES)
+    splits = load_splits(FFPP_FACES, task="binary", limit_per_class=40, split_seed=0)
+    train, val = splits["train"], splits["val"]
+    assert splits.labels == BINARY_LABELS
+    assert train.class_counts(2).tolist() == [40, 40]
+    # The 40 fakes are spread evenly over the four methods.
+    assert sorted(train.frame.loc[train.frame["label"] == "fake", "method"].value_counts().tolist()) == [10, 10, 10, 10]
+    assert 1 <= len(val) < len(train)
+    assert not set(train.paths) & set(val.paths)
+    # The subset's val crops are val crops of the full carve-out, whatever the limit.
+    full = load_splits(FFPP_FACES, task="binary", split_seed=0)
+    assert set(val.paths) <= set(full["val"].paths)
+
+
+def test_multiclass_labels_and_targets():
+    need_shared(FFPP_FACES)
+    splits = load_splits(FFPP_FACES, task="multiclass", limit_per_class=5)
+    assert splits.labels == MULTICLASS_LABELS
+    train = splits["train"]
+    for method, target in zip(train.frame["method"], train.targets):
+        assert MULTICLASS_LABELS[target] == method
+    assert task_labels("multiclass", ["original", "Deepfakes", "MyGAN"]) == ("original", "Deepfakes", "MyGAN")
+    with pytest.raises(DatasetError):
+        task_labels("multiclass", ["original", "fake"])
+
+
+def test_split_folders_and_nested_video_folders(tmp_path):
+    for split in ("train", "val", "test"):
+        for cls in ("real", "fake/Deepfakes", "fake/FaceSwap"):
+            for video in ("v1", "v2"):
+                for i in range(2):
+                    _image(tmp_path / split / cls / video / f"{i}.png", hash((split, cls, video, i)) % 1000)
+    table = read_face_table(tmp_path)
+    frame = table.frame
+    assert not table.carved_val and set(frame["split"]) == {"train", "val", "test"}
+    assert set(frame["method"]) == {"original", "Deepfakes", "FaceSwap"}
+    assert table.has_videos
+    row = frame[frame["path"].str.endswith("train/fake/FaceSwap/v2/1.png")].iloc[0]
+    assert (row["label"], row["video_id"], row["video_key"]) == ("fake", "v2", "FaceSwap/v2")
+    (tmp_path / "extra").mkdir()
+    with pytest.raises(DatasetError, match="mixes split folders"):
+        read_face_table(tmp_path)
+
+
+def _metadata(tmp_path: Path, rows: list[dict], face: dict | None = None) -> Path:
+    import pandas as pd
+
+    for r in rows:
+        _image(tmp_path / r["path"], hash(r["path"]) % 1000)
+    pd.DataFrame(rows).to_csv(tmp_path / "metadata.csv", index=False)
+    if face is not None:
+        (tmp_path / "dataset.json").write_text(json.dumps({"face": face}))
+    return tmp_path / "metadata.csv"
+
+
+def test_metadata_csv_groups_stay_together_in_the_carve_out(tmp_path):
+    rows = []
+    for g in range(30):
+        for method, video in (("original", f"{g:03d}"), ("Deepfakes", f"{g:03d}_{(g + 1) % 30:03d}")):
+            for frame in range(3):
+                rows.append({
+                    "path": f"crops/{method}/{video}/{frame}.jpg", "label": "real" if method == "original" else "fake",
+                    "method": method, "split": "train", "video": f"{method}/{video}.mp4", "video_id": video,
+                    "group": f"ff:{g:03d}", "frame": frame,
+                })  # fmt: skip
+    csv = _metadata(tmp_path, rows, face={"detector": "mtcnn", "margin": 0.2, "square": False})
+    table = read_face_table(csv.parent, val_fraction=0.2, split_seed=3)
+    assert table.source == "metadata" and table.face["margin"] == 0.2 and table.carved_val
+    per_group = table.frame.groupby("group")["split"].nunique()
+    assert (per_group == 1).all()
+    assert 0 < (table.frame["split"] == "val").sum() < len(rows)
+    assert table.frame["video_key"].str.endswith(".mp4").all()
+    # The csv file itself works too, and paths resolve against its folder.
+    assert Path(read_face_table(csv).frame["path"].iloc[0]).is_file()
+
+
+def test_metadata_errors_name_the_problem(tmp_path):
+    csv = _metadata(tmp_path, [{"path": "a.jpg", "label": "maybe", "method": "x", "split": "train"}])
+    with pytest.raises(DatasetError, match="row 2: label must be real or fake"):
+        read_face_table(csv)
+    csv.write_text("path,label\nmissing.jpg,real\n")
+    with pytest.raises(DatasetError, match="not found"):
+        read_face_table(csv)
+    with pytest.raises(DatasetError, match="dataset not found"):
+        read_face_table(tmp_path / "nowhere")
+
+
+def test_encode_targets_uses_the_model_labels():
+    import pandas as pd
+
+    frame = pd.DataFrame({"label": ["real", "fake", "fake"], "method": ["original", "Face2Face", "Unknown"]})
+    assert encode_targets(frame, ("real", "fake")).tolist() == [0, 1, 1]
+    assert encode_targets(frame, MULTICLASS_LABELS).tolist() == [0, 3, -1]
+
+
+def test_eval_crops_equal_classifier_to_tensor(sepcnn_ckpt):
+    """Validation during training sees exactly what inference feeds the model."""
+    need_shared(FFPP_FACES)
+    from deepfake_cli.classifier import FaceClassifier
+    from deepfake_cli.images import load_image
+
+    clf = FaceClassifier.from_checkpoint(sepcnn_ckpt)
+    paths = sorted(str(p) for p in (FFPP_FACES / "Face2Face").glob("*.jpg"))[:5]
+    crops = FaceCrops(paths, clf.input_size)
+    assert crops.cached
+    ours = normalize(crops.get(range(5)), clf._mean, clf._std)
+    theirs = clf.to_tensor([load_image(p) for p in paths])
+    assert torch.equal(ours, theirs)
+    # Uncached crops (over the memory budget) read the same pixels per batch.
+    lazy = FaceCrops(paths, clf.input_size, cache_max_mb=0)
+    assert not lazy.cached and torch.equal(lazy.get([1, 3]), crops.get([1, 3]))
+    assert read_crop(paths[0], 64).shape == (64, 64, 3)
+
+
+def test_sampler_is_seeded_and_shards_like_distributed_sampler():
+    a = [idx for _, _, idx in EpochBatchSampler(10, 4, seed=1)]
+    b = [idx for _, _, idx in EpochBatchSampler(10, 4, seed=1)]
+    assert a == b and sorted(sum(a, [])) == list(range(10))
+    s = EpochBatchSampler(10, 4, seed=1)
+    s.set_epoch(1)
+    assert [idx for _, _, idx in s] != a
+    shards = [EpochBatchSampler(11, 3, seed=0, rank=r, world_size=2) for r in range(2)]
+    seen = [sum((idx for _, _, idx in sh), []) for sh in shards]
+    assert len(shards[0]) == len(shards[1]) == 2
+    assert len(seen[0]) == len(seen[1]) == 6  # padded to a multiple of the world size
+    assert set(seen[0]) | set(seen[1]) == set(range(11))
+    assert len(EpochBatchSampler(100, 4, max_steps=3)) == 3
+
+
+def test_batch_augmentation_is_seeded_and_sized():
+    pre = {"input_size": 32, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
+    x = torch.randint(0, 256, (6, 3, 37, 37), dtype=torch.uint8)
+    strong = build_train_transform(pre, "strong")
+    assert isinstance(strong, TrainAugment) and strong.cache_size == 37
+    out1 = strong(x, torch.Generator().manual_seed(5))
+    out2 = strong(x, torch.Generator().manual_seed(5))
+    out3 = strong(x, torch.Generator().manual_seed(6))
+    assert out1.shape == (6, 3, 32, 32) and out1.dtype == torch.uint8
+    assert torch.equal(out1, out2) and not torch.equal(out1, out3)
+    # "none" is the evaluation transform: crops pass unchanged.
+    none = build_train_transform(pre, "none")
+    y = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    assert none.cache_size == 32 and torch.equal(none(y), y)
+    # An identity affine reproduces the input exactly (the crop maths is centred).
+    identity = TrainAugment(32, AugmentSettings(level="t", crop_scale=(1, 1), crop_ratio=(1, 1), flip=0, brightness=0, contrast=0))
+    assert torch.equal(identity(y, torch.Generator()), y)
+    flip = TrainAugment(32, AugmentSettings(level="t", crop_scale=(1, 1), crop_ratio=(1, 1), flip=1.0, brightness=0, contrast=0))
+    assert torch.equal(flip(y, torch.Generator()), y.flip(-1))
+
+
+def test_augmented_batches_do_not_depend_on_the_worker():
+    crops = FaceCrops([], 8)
+    crops.images = torch.randint(0, 256, (5, 3, 8, 8), dtype=torch.uint8)
+    crops.paths = [f"p{i}" for i in range(5)]
+    tf = TrainAugment(8, AugmentSettings.for_level("strong"))
+    ds = AugmentedBatches(crops, np.arange(5) % 2, tf, seed=7)
+    a, ta = ds[(2, 1, [0, 3, 4])]
+    b, tb = ds[(2, 1, [0, 3, 4])]
+    assert torch.equal(a, b) and ta.tolist() == [0, 1, 0]
+    assert batch_seed(7, 2, 1) != batch_seed(7, 2, 2) != batch_seed(7, 3, 1)

@@ -1,0 +1,101 @@
+"""Evaluation: the report's numbers on a hand-made probability table, and a real run on crops."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import FFPP_FACES, need_shared
+from deepfake_cli.config import load_config
+from deepfake_cli.evaluate import build_report, evaluate, report_markdown, write_report
+from deepfake_cli.labels import MULTICLASS_LABELS
+
+P = [0.1, 0.3, 0.6, 0.2, 0.8, 0.4, 0.9, 0.7]
+
+
+def _hand_table() -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    frame = pd.DataFrame({
+        "path": [f"c{i}.jpg" for i in range(8)],
+        "label": ["real"] * 4 + ["fake"] * 4,
+        "method": ["original"] * 4 + ["Deepfakes", "Deepfakes", "Face2Face", "Face2Face"],
+        "video_key": ["v1", "v1", "v2", "v2", "v3", "v3", "v4", "v4"],
+    })  # fmt: skip
+    probs = np.array([[1 - p, p] for p in P])
+    targets = np.array([0] * 4 + [1] * 4)
+    return frame, targets, probs
+
+
+def test_report_numbers_equal_hand_computed_ones(tmp_path):
+    frame, targets, probs = _hand_table()
+    report = build_report(frame, targets, probs, ["real", "fake"], threshold=0.5)
+    fr = report["frame"]
+    assert fr["auc"] == pytest.approx(15 / 16)
+    assert fr["eer"] == pytest.approx(0.25) and fr["eer_threshold"] == pytest.approx(0.6)
+    assert fr["youden_threshold"] == pytest.approx(0.7)
+    assert fr["f1"] == pytest.approx(0.75) and fr["accuracy"] == pytest.approx(0.75)
+    assert fr["average_precision"] == pytest.approx(0.95)
+    assert fr["classes"]["macro_avg"]["f1"] == pytest.approx(0.75)
+    assert fr["classes"]["confusion"] == [[3, 1], [1, 3]]
+    assert fr["loss"] == pytest.approx(-np.mean(np.log([0.9, 0.7, 0.4, 0.8, 0.8, 0.4, 0.9, 0.7])))
+    methods = {r["method"]: r["auc"] for r in report["per_method"]}
+    assert methods["Deepfakes"] == pytest.approx(7 / 8) and methods["Face2Face"] == pytest.approx(1.0)
+    assert report["video"]["videos"] == 4 and report["video"]["mean"]["auc"] == pytest.approx(1.0)
+    assert report["multiclass"] is None
+
+    files = write_report(report, tmp_path, frame, probs, ["real", "fake"])
+    for key in ("report_json", "report_md", "predictions", "confusion_csv", "confusion_png", "roc_png", "videos_csv"):
+        assert (tmp_path / files[key].rsplit("/", 1)[-1]).is_file(), key
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert saved["frame"]["auc"] == pytest.approx(15 / 16)
+    assert pd.read_csv(tmp_path / "confusion.csv", index_col=0).to_numpy().tolist() == [[3, 1], [1, 3]]
+    preds = pd.read_csv(tmp_path / "predictions.csv")
+    assert preds["predicted"].tolist() == ["real", "real", "fake", "real", "fake", "real", "fake", "fake"]
+    md = (tmp_path / "report.md").read_text()
+    assert "| ROC-AUC | 0.9375 |" in md and "| EER | 0.2500 |" in md and "| Face2Face | 2 | 1.0000 |" in md
+
+
+def test_multiclass_report_has_the_7x7_matrix():
+    frame = pd.DataFrame({
+        "label": ["real", "fake", "fake", "fake"], "method": ["original", "Deepfakes", "Face2Face", "Face2Face"],
+        "video_key": [""] * 4,
+    })  # fmt: skip
+    targets = np.array([0, 2, 3, 3])
+    probs = np.full((4, 7), 0.01)
+    for row, cls in enumerate([0, 2, 3, 2]):  # the last Face2Face is called Deepfakes
+        probs[row, cls] = 0.94
+    report = build_report(frame, targets, probs, MULTICLASS_LABELS, threshold=0.5)
+    mc = report["multiclass"]
+    assert np.array(mc["confusion"]).shape == (7, 7)
+    assert mc["accuracy"] == pytest.approx(3 / 4) and mc["confusion"][3][2] == 1
+    assert report["frame"]["accuracy"] == 1.0  # real vs fake all right
+    assert report["video"] is None
+    assert "Multiclass" in report_markdown({**report, "model": {}, "data": {}})
+
+
+def test_evaluate_scores_crops_as_predict_does(tmp_path, sepcnn_ckpt):
+    need_shared(FFPP_FACES)
+    from deepfake_cli.classifier import FaceClassifier
+    from deepfake_cli.images import load_image
+    from deepfake_cli.metrics import roc_auc
+
+    model = tmp_path / "model.pt"
+    shutil.copy(sepcnn_ckpt, model)
+    cfg = load_config(None, {"data.limit_per_class": 6}, environ={})
+    report = evaluate(model, cfg, FFPP_FACES, tmp_path / "eval")
+    # The fixture was not trained on this data and it has no test split: every crop.
+    assert report["data"]["split"] == "all" and report["frame"]["n"] == 12
+    preds = pd.read_csv(tmp_path / "eval" / "predictions.csv")
+    clf = FaceClassifier.from_checkpoint(model)
+    direct = clf.predict_proba([load_image(p) for p in preds["path"]])[:, 1]
+    assert np.allclose(preds["p_fake"], direct, atol=1e-6)
+    assert report["frame"]["auc"] == pytest.approx(roc_auc(preds["label"] == "fake", direct), abs=1e-6)
+
+    # --threshold-from val: chosen on the val carve-out and written into the checkpoint.
+    report = evaluate(model, cfg, FFPP_FACES, tmp_path / "eval2", split="val", threshold_from="val", threshold_method="youden")
+    stored = FaceClassifier.from_checkpoint(model)
+    assert stored.threshold == pytest.approx(report["threshold"])
+    assert stored.checkpoint_meta["metrics"]["threshold_calibration"]["method"] == "youden"

@@ -1,0 +1,189 @@
+"""Training on a small real subset of ../shared/data/ffpp_faces: learning, reloading, exact resume, DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import FFPP_FACES, REPO, need_shared
+from deepfake_cli.checkpoint import load_checkpoint
+from deepfake_cli.config import load_config
+from deepfake_cli.labels import MULTICLASS_LABELS
+from deepfake_cli.train import TrainReporter, config_for_resume, train
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _cfg(tmp_path: Path, **overrides):
+    need_shared(FFPP_FACES)
+    base = {
+        "data.root": str(FFPP_FACES),
+        "model.arch": "sepcnn",
+        "train.input_size": 64,
+        "train.epochs": 3,
+        "train.batch_size": 32,
+        "train.lr": 3e-3,
+        "train.augment": "none",
+        "train.workers": 0,
+        "train.out_dir": str(tmp_path / "runs"),
+        "data.limit_per_class": 64,
+        "face.margin": 0.0,
+        "runtime.num_threads": 1,
+    }
+    return load_config(None, {**base, **overrides}, environ={})
+
+
+def test_training_learns_and_best_pt_reloads(tmp_path):
+    from deepfake_cli.classifier import FaceClassifier
+    from deepfake_cli.images import load_image
+
+    result = train(_cfg(tmp_path))
+    losses = [r["train_loss"] for r in result.history]
+    assert len(losses) == 3 and losses[-1] < losses[0] - 0.05, losses
+    run = result.run_dir
+    assert run == tmp_path / "runs" / "exp"
+    for name in ("best.pt", "last.pt", "config.json", "metrics.jsonl", "curves.png"):
+        assert (run / name).is_file(), name
+    lines = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [l["epoch"] for l in lines] == [1, 2, 3] and all(l["val_auc"] is not None for l in lines)
+    assert json.loads((run / "config.json").read_text())["model"]["arch"] == "sepcnn"
+
+    clf = FaceClassifier.from_checkpoint(result.best)
+    assert clf.input_size == 64 and clf.labels == ["real", "fake"]
+    assert clf.framing.margin == 0.0 and clf.framing.square is True
+    best = load_checkpoint(result.best)
+    assert best["metrics"]["epoch"] == result.best_epoch
+    assert best["metrics"]["val_auc"] == pytest.approx(max(l["val_auc"] for l in lines))
+    assert best["metrics"]["threshold_method"] == "eer" and 0.0 < clf.threshold <= 1.0
+    assert best["provenance"]["splits"]["train"]["crops"] == 128
+    assert "train_state" not in best
+    scores = clf.score([load_image(p) for p in sorted((FFPP_FACES / "youtube").glob("*.jpg"))[:3]])
+    assert len(scores) == 3 and all(0.0 <= s.p_fake <= 1.0 for s in scores)
+    # A second run with the same name gets the next number.
+    assert train(_cfg(tmp_path, **{"train.epochs": 1, "data.limit_per_class": 8})).run_dir.name == "exp2"
+
+
+class _Interrupt(Exception):
+    pass
+
+
+class _StopAfterFirstEpoch(TrainReporter):
+    def epoch_end(self, record):
+        if record["epoch"] == 1:
+            raise _Interrupt  # as if killed right after last.pt of epoch 1 was written
+
+
+def test_resume_equals_an_uninterrupted_run(tmp_path):
+    overrides = {
+        "model.arch": "sepcnn", "train.input_size": 48, "train.epochs": 2, "train.batch_size": 16,
+        "data.limit_per_class": 32, "train.augment": "strong", "train.optimizer": "adamw", "train.scheduler": "cosine",
+        "train.warmup_epochs": 0.5, "train.label_smoothing": 0.1, "train.workers": 1, "runtime.seed": 3,
+    }  # fmt: skip
+    full = train(_cfg(tmp_path, **overrides, **{"train.name": "full"}))
+    with pytest.raises(_Interrupt):
+        train(_cfg(tmp_path, **overrides, **{"train.name": "cut"}), reporter=_StopAfterFirstEpoch())
+    last = tmp_path / "runs" / "cut" / "last.pt"
+    state = load_checkpoint(last)["train_state"]  # weights_only=True load of optimizer/scheduler/RNG state
+    assert state["epoch"] == 1 and isinstance(state["rng"]["torch"], torch.Tensor)
+    resumed = train(config_for_resume(last), resume=last)
+    assert resumed.run_dir == last.parent
+    a, b = load_checkpoint(full.last), load_checkpoint(resumed.last)
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    for key in a["state_dict"]:
+        assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key
+    assert [r["train_loss"] for r in full.history] == [r["train_loss"] for r in resumed.history]
+    assert len((last.parent / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_resume_refuses_changed_options(tmp_path):
+    from deepfake_cli.errors import CheckpointError, UsageError
+
+    result = train(_cfg(tmp_path, **{"train.epochs": 1, "data.limit_per_class": 8}))
+    with pytest.raises(UsageError, match="only train.epochs"):
+        config_for_resume(result.last, {"train.lr": 0.1})
+    assert config_for_resume(result.last, {"train.epochs": 5}).train.epochs == 5
+    with pytest.raises(CheckpointError, match="no training state"):
+        config_for_resume(result.best)
+
+
+def test_multiclass_head_only_phase_keeps_the_backbone(tmp_path):
+    """--freeze-epochs: the first phase trains the head alone (backbone and its BN statistics untouched)."""
+    from deepfake_cli.models import create_model
+    from deepfake_cli.runtime import seed_everything
+
+    cfg = _cfg(tmp_path, **{"data.task": "multiclass", "train.epochs": 1, "train.freeze_epochs": 1, "data.limit_per_class": 8, "runtime.seed": 5})
+    result = train(cfg)
+    ckpt = load_checkpoint(result.last)
+    assert ckpt["labels"] == list(MULTICLASS_LABELS) and ckpt["model_args"]["num_classes"] == 7
+    seed_everything(5)
+    fresh = create_model("sepcnn", num_classes=7).state_dict()
+    for key, value in ckpt["state_dict"].items():
+        if key.startswith("classifier."):
+            if key.endswith("weight"):
+                assert not torch.equal(value, fresh[key]), key
+        else:
+            assert torch.equal(value, fresh[key]), key
+
+
+def test_ddp_with_two_gloo_processes(tmp_path):
+    need_shared(FFPP_FACES)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "DFDETECT_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "deepfake_cli", "train", "--data", str(FFPP_FACES), "--arch", "sepcnn", "--input-size", "32",
+        "--epochs", "1", "--limit-per-class", "20", "-b", "8", "--workers", "0", "--project", str(tmp_path / "runs"),
+        "--device", "cpu", "--json",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout)  # rank 0 alone prints
+    ckpt = load_checkpoint(summary["best"])
+    assert ckpt["provenance"]["world_size"] == 2
+    # 40 training crops over 2 ranks x 3 batches of 8 (20 each, in 3 steps): every crop seen once.
+    assert summary["final"]["train_images"] == 40
+    assert summary["final"]["val_auc"] is not None
+    assert list(Path(summary["run_dir"]).glob("*.pt")) and Path(summary["run_dir"]).name == "exp"
+
+
+def test_extracted_metadata_records_its_framing_and_evaluates_on_test(tmp_path):
+    """A metadata.csv + dataset.json as dfdetect extract writes them (paths may be absolute)."""
+    import pandas as pd
+
+    from deepfake_cli.classifier import FaceClassifier
+    from deepfake_cli.evaluate import evaluate
+
+    need_shared(FFPP_FACES)
+    rows = []
+    for method in ("youtube", "Deepfakes", "FaceSwap"):
+        for i, path in enumerate(sorted((FFPP_FACES / method).glob("*.jpg"))[:18]):
+            video = f"{i // 3:03d}"  # 3 crops per "video", 6 videos per method
+            rows.append({
+                "path": str(path), "label": "real" if method == "youtube" else "fake",
+                "method": "original" if method == "youtube" else method,
+                "split": ("train", "train", "train", "train", "val", "test")[i // 3],
+                "video": f"{method}/{video}.mp4", "video_id": video, "group": f"ff:{video}", "frame": i % 3,
+            })  # fmt: skip
+    data = tmp_path / "crops"
+    data.mkdir()
+    pd.DataFrame(rows).to_csv(data / "metadata.csv", index=False)
+    (data / "dataset.json").write_text(json.dumps({"face": {"detector": "mtcnn", "margin": 0.25, "square": False}}))
+
+    result = train(_cfg(tmp_path, **{"data.root": str(data), "data.limit_per_class": None, "train.epochs": 1,
+                                     "train.input_size": 32, "face.margin": None}))  # fmt: skip
+    clf = FaceClassifier.from_checkpoint(result.best)
+    assert (clf.framing.margin, clf.framing.square) == (0.25, False)
+    prov = load_checkpoint(result.best)["provenance"]
+    assert prov["source"] == "metadata" and not prov["carved_val"] and prov["splits"]["test"]["crops"] == 9
+    assert prov["splits"]["train"]["crops"] == 36 and prov["splits"]["val"]["crops"] == 9
+
+    report = evaluate(result.best, load_config(None, {}, environ={}), data / "metadata.csv", tmp_path / "eval")
+    assert report["data"]["split"] == "test" and report["frame"]["n"] == 9
+    assert report["video"]["videos"] == 3 and report["video"]["confident"]["auc"] is not None
+    assert (tmp_path / "eval" / "videos.csv").is_file()
