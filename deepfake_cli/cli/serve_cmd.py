@@ -1,0 +1,130 @@
+"""``dfdetect serve``: the REST API and web page under uvicorn, the model loaded once at start-up."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from deepfake_cli.cli.common import (
+    ConfigOption,
+    DeviceOption,
+    ModelOption,
+    build_config,
+    escape,
+    handle_errors,
+    prepare_runtime,
+    stderr,
+)
+
+
+def serve(
+    model: Optional[str] = ModelOption,
+    config: Optional[Path] = ConfigOption,
+    host: Optional[str] = typer.Option(None, "--host", help="Address to listen on (default 127.0.0.1: this machine only)."),
+    port: Optional[int] = typer.Option(None, "--port", "-p", help="TCP port (default 8000)."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Worker processes, each with its own copy of the model (default 1)."),
+    max_upload_mb: Optional[float] = typer.Option(None, "--max-upload-mb", help="Largest upload accepted, in MB; bigger ones get 413 (default 50)."),
+    cors: Optional[bool] = typer.Option(None, "--cors/--no-cors", help="Allow cross-origin browser requests from any site (default off)."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", "-t", help="Decision threshold on p_fake (default: the model's calibrated one)."),
+    no_detect: bool = typer.Option(False, "--no-detect", "--whole-image", help="Uploads are already face crops: skip face detection."),
+    device: Optional[str] = DeviceOption,
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for inference per worker."),
+    log_level: Optional[str] = typer.Option(None, "--log-level", help="debug, info, warning or error."),
+) -> None:
+    """Serve the detector over HTTP: a web page at /, the API at /predict, /predict/video,
+    /gradcam, /models and /health, and its documentation at /docs and /redoc.
+
+    Example: dfdetect serve -m model.pt --port 8000, then open http://127.0.0.1:8000/
+    or run: curl -F file=@photo.jpg http://127.0.0.1:8000/predict
+    """
+    with handle_errors():
+        cfg = build_config(
+            config,
+            {
+                "model.name": model,
+                "serve.host": host,
+                "serve.port": port,
+                "serve.workers": workers,
+                "serve.max_upload_mb": max_upload_mb,
+                "serve.cors": cors,
+                "predict.threshold": threshold,
+                "face.detect": False if no_detect else None,
+                "runtime.device": device,
+                "runtime.num_threads": threads,
+                "runtime.log_level": log_level,
+            },
+        )
+        run_server(cfg)
+
+
+def run_server(cfg) -> None:
+    import uvicorn
+
+    from deepfake_cli.checkpoint import load_checkpoint
+    from deepfake_cli.model_store import resolve_model
+    from deepfake_cli.serve.app import WORKER_CHECKPOINT_ENV, WORKER_CONFIG_ENV, create_app
+
+    sc = cfg.serve
+    checkpoint = resolve_model(cfg.model.name)
+    if not _is_loopback(sc.host):
+        stderr.print(
+            f"[yellow]warning:[/] listening on {escape(sc.host)}: anyone who can reach this machine can upload "
+            "files and use the model; there is no authentication"
+        )
+    url = f"http://{sc.host if ':' not in sc.host else f'[{sc.host}]'}:{sc.port}/"
+    common = {
+        "host": sc.host,
+        "port": sc.port,
+        "log_level": cfg.runtime.log_level,
+        "log_config": _log_config(),
+        "timeout_graceful_shutdown": 10,
+    }
+    if sc.workers == 1:
+        prepare_runtime(cfg)
+        app = create_app(checkpoint, cfg)
+        service = app.state.service
+        stderr.print(
+            f"[dim]model {escape(service.model_name)} ({service.classifier.arch}), device {service.classifier.device}, "
+            f"face detection {'on' if service.pipeline.detector else 'off'}; page at {url}, API docs at {url}docs[/]"
+        )
+        uvicorn.run(app, **common)
+        return
+    # Workers are separate processes: uvicorn imports the app factory in each, which
+    # loads the model once there. Fail here, once, if the checkpoint is unusable.
+    load_checkpoint(checkpoint)
+    if cfg.runtime.num_threads is None:
+        cfg.runtime.num_threads = max(1, (os.cpu_count() or 1) // sc.workers)
+    os.environ[WORKER_CHECKPOINT_ENV] = str(Path(checkpoint).resolve())
+    os.environ[WORKER_CONFIG_ENV] = json.dumps(cfg.to_dict())
+    stderr.print(f"[dim]{sc.workers} workers, {cfg.runtime.num_threads} threads each; page at {url}, API docs at {url}docs[/]")
+    uvicorn.run("deepfake_cli.serve.app:app_from_env", factory=True, workers=sc.workers, **common)
+
+
+def _log_config() -> dict:
+    """uvicorn's logging, with access lines on stderr too (stdout is for results) and our logger."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["handlers"]["access"]["stream"] = "ext://sys.stderr"
+    config["loggers"]["dfdetect"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    return config
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)

@@ -1,0 +1,254 @@
+"""The FastAPI app: routes, upload checks and JSON errors around :class:`DetectorService`.
+
+``create_app(model, cfg)`` loads the model once and returns the app; uvicorn
+runs it (``dfdetect serve``). With several worker processes uvicorn needs an
+import string, so :func:`app_from_env` rebuilds the same app from the
+checkpoint path and resolved config that ``dfdetect serve`` puts in the
+environment.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from importlib import resources
+from typing import Any, Literal, Optional
+
+from fastapi import FastAPI, File, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from deepfake_cli import __version__
+from deepfake_cli.classifier import FaceClassifier
+from deepfake_cli.config import Config
+from deepfake_cli.errors import ConfigError, DfdetectError, InputFileError, UsageError
+from deepfake_cli.output import dumps, write_csv_rows
+from deepfake_cli.serve.schemas import HealthOut, ModelsOut, PredictOut, VideoOut, error_responses
+from deepfake_cli.serve.service import DetectorService
+from deepfake_cli.serve.uploads import (
+    IMAGE,
+    VIDEO,
+    BodyLimitMiddleware,
+    UnsupportedMediaType,
+    body_limit,
+    check_media,
+    file_limit,
+    too_large_message,
+)
+
+# What a Grad-CAM PNG shows, in response headers (the body is the picture).
+GRADCAM_HEADERS = {
+    "X-Face-Index": "face",
+    "X-Face-Count": "face_count",
+    "X-Target": "target",
+    "X-Target-Prob": "target_prob",
+    "X-P-Fake": "p_fake",
+    "X-Label": "label",
+}
+WORKER_CHECKPOINT_ENV = "DFDETECT_WORKER_CHECKPOINT"
+WORKER_CONFIG_ENV = "DFDETECT_WORKER_CONFIG"
+
+log = logging.getLogger("dfdetect.serve")
+
+DESCRIPTION = (
+    "Score faces in photos and videos as real or deepfake. Upload files as multipart/form-data "
+    "field `file`. A statistical score from a model trained on one benchmark: an aid for triage, "
+    "not forensic proof."
+)
+
+
+class JSONResult(JSONResponse):
+    """JSON with NaN/inf as null and numpy scalars as numbers (dfdetect's own encoder)."""
+
+    def render(self, content: Any) -> bytes:
+        return dumps(content).encode("utf-8")
+
+
+def error(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResult:
+    return JSONResult({"detail": detail}, status_code=status, headers=headers)
+
+
+def load_service(classifier_or_checkpoint: FaceClassifier | str | os.PathLike[str] | dict, cfg: Config) -> DetectorService:
+    """A ready service from a loaded classifier, a checkpoint path, a shipped model name or a checkpoint dict."""
+    if isinstance(classifier_or_checkpoint, FaceClassifier):
+        return DetectorService(classifier_or_checkpoint, cfg)
+    from deepfake_cli.model_store import resolve_model
+    from deepfake_cli.runtime import configure_threads, resolve_device
+
+    configure_threads(cfg.runtime.num_threads)
+    device = resolve_device(cfg.runtime.device)
+    source = classifier_or_checkpoint
+    if not isinstance(source, dict):
+        source = resolve_model(source)
+    return DetectorService(FaceClassifier.from_checkpoint(source, device=device), cfg)
+
+
+def create_app(classifier_or_checkpoint: FaceClassifier | str | os.PathLike[str] | dict, cfg: Config | None = None) -> FastAPI:
+    """The dfdetect web app with its model loaded (once, here, not per request)."""
+    cfg = cfg or Config()
+    service = load_service(classifier_or_checkpoint, cfg)
+    max_file = file_limit(cfg.serve.max_upload_mb)
+    app = FastAPI(
+        title="dfdetect",
+        version=__version__,
+        description=DESCRIPTION,
+        form_limits={"max_files": 1, "max_fields": 16},
+    )
+    app.state.service = service
+    too_large = too_large_message(cfg.serve.max_upload_mb)
+    app.add_middleware(BodyLimitMiddleware, max_body=body_limit(cfg.serve.max_upload_mb), message=too_large)
+    if cfg.serve.cors:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=["*"],
+            allow_methods=["GET", "POST"],
+            allow_headers=["*"],
+            expose_headers=[*GRADCAM_HEADERS, "X-Verdict"],
+        )
+    _install_error_handlers(app)
+    page = resources.files("deepfake_cli.serve").joinpath("page.html").read_text(encoding="utf-8")
+
+    def accept(upload: UploadFile, kind: str) -> str:
+        """The allow-listed suffix for this upload, after the type and exact size checks."""
+        suffix = check_media(kind, upload.content_type, upload.filename)
+        if upload.size is not None and upload.size > max_file:
+            raise HTTPException(413, too_large)
+        return suffix
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index() -> HTMLResponse:
+        return HTMLResponse(page)
+
+    @app.get("/health", response_model=HealthOut, summary="Liveness, model, device and version")
+    def health() -> JSONResult:
+        return JSONResult(service.health())
+
+    @app.get("/models", response_model=ModelsOut, summary="The loaded model and the installed ones")
+    def models() -> JSONResult:
+        return JSONResult(service.models())
+
+    @app.post(
+        "/predict",
+        response_model=PredictOut,
+        responses=error_responses(413, 415, 422),
+        summary="Score every face in an image",
+        description="Per-face boxes and scores; the verdict (`prediction`, `confidence`, `probabilities`) "
+        "is that of the most suspicious face. An image without a face gives status `no_face`.",
+    )
+    async def predict(file: UploadFile = File(..., description="jpeg, png, bmp, webp or tiff")) -> JSONResult:
+        accept(file, IMAGE)
+        data = await file.read()
+        return JSONResult(await run_in_threadpool(service.predict_image, data))
+
+    # The first report's clients posted to /predict/ (with the slash).
+    app.add_api_route("/predict/", predict, methods=["POST"], include_in_schema=False)
+
+    @app.post(
+        "/predict/video",
+        response_model=VideoOut,
+        responses={
+            200: {"content": {"application/json": {}, "text/csv": {}}, "description": "verdict JSON, or with format=csv the per-frame rows"},
+            **error_responses(413, 415, 422),
+        },
+        summary="Scan a video: verdict, tracks and per-frame rows",
+        description="Samples frames (default: [video] of the server's config), detects and tracks faces, "
+        "and aggregates each track's scores; the video is fake if any track is. No face at all gives status `no_face`.",
+    )
+    async def predict_video(
+        file: UploadFile = File(..., description="mp4, mov, mkv, webm or avi"),
+        format: Literal["json", "csv"] = Query("json", description="csv: the per-frame rows as a download"),
+        every: Optional[int] = Query(None, ge=1, description="score every N-th frame"),
+        fps: Optional[float] = Query(None, gt=0, description="or sample this many frames per second"),
+        frames: Optional[int] = Query(None, ge=1, description="or this many frames, evenly spaced"),
+        start: Optional[float] = Query(None, ge=0, description="first second to scan"),
+        end: Optional[float] = Query(None, gt=0, description="last second to scan"),
+        aggregate: Optional[Literal["mean", "max", "confident"]] = Query(None, description="how a track's scores become its score"),
+    ) -> Response:
+        suffix = accept(file, VIDEO)
+        sampling = {"every": every, "fps": fps, "frames": frames, "start": start, "end": end, "aggregate": aggregate}
+        result = await run_in_threadpool(service.predict_video, file.file, suffix, sampling)
+        if format == "csv":
+            return Response(
+                write_csv_rows(result["rows"], result["columns"]),
+                media_type="text/csv; charset=utf-8",
+                headers={"Content-Disposition": 'attachment; filename="frames.csv"', "X-Verdict": str(result["prediction"] or result["status"])},
+            )
+        return JSONResult(result)
+
+    @app.post(
+        "/gradcam",
+        response_class=Response,
+        responses={
+            200: {
+                "content": {"image/png": {}, "application/json": {}},
+                "description": "PNG of the explained face (headers X-Face-Index, X-Face-Count, X-Target, "
+                "X-Target-Prob, X-P-Fake, X-Label); JSON with status `no_face` when the image has no face",
+            },
+            **error_responses(413, 415, 422),
+        },
+        summary="Grad-CAM picture of one face in an image",
+    )
+    async def gradcam(
+        file: UploadFile = File(..., description="jpeg, png, bmp, webp or tiff"),
+        face: Optional[int] = Query(None, ge=0, description="face index as in /predict (default: the most suspicious face)"),
+        target: Optional[str] = Query(None, description="predicted, real, fake, a class name or index; 'all' with view=sheet"),
+        view: Literal["overlay", "sheet"] = Query("overlay", description="overlay: heatmap over the face crop; sheet: face | heatmap | overlay"),
+        method: Optional[Literal["gradcam", "gradcam++"]] = Query(None, description="default: gradcam.method"),
+    ) -> Response:
+        accept(file, IMAGE)
+        data = await file.read()
+        png, info = await run_in_threadpool(service.gradcam_image, data, face, target, view, method)
+        if png is None:
+            return JSONResult(info)
+        headers = {name: str(info[key]) for name, key in GRADCAM_HEADERS.items()}
+        return Response(png, media_type="image/png", headers=headers)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    """Every error is JSON ``{"detail": "one line"}`` with a fitting status code."""
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResult:
+        return error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResult:
+        content_type = request.headers.get("content-type", "")
+        if request.method == "POST" and not content_type.startswith("multipart/form-data"):
+            return error(415, f"send the file as multipart/form-data field 'file', not '{content_type or 'no content type'}'")
+        problems = []
+        for item in exc.errors():
+            where = ".".join(str(p) for p in item.get("loc", ()) if p != "body")
+            problems.append(f"{where}: {item.get('msg', 'invalid')}" if where else str(item.get("msg", "invalid")))
+        return error(422, "; ".join(problems) or "invalid request")
+
+    @app.exception_handler(UnsupportedMediaType)
+    async def unsupported(request: Request, exc: UnsupportedMediaType) -> JSONResult:
+        return error(415, str(exc))
+
+    @app.exception_handler(DfdetectError)
+    async def library_error(request: Request, exc: DfdetectError) -> JSONResult:
+        if isinstance(exc, (InputFileError, UsageError, ConfigError)):
+            return error(422, str(exc))
+        log.error("dfdetect error on %s %s: %s", request.method, request.url.path, exc)
+        return error(500, str(exc))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResult:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return error(500, f"internal error ({type(exc).__name__}); see the server log")
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn's factory for ``--workers N``: each worker process loads the model once."""
+    checkpoint = os.environ.get(WORKER_CHECKPOINT_ENV)
+    if not checkpoint:
+        raise ConfigError(f"{WORKER_CHECKPOINT_ENV} is not set; start workers with 'dfdetect serve --workers N'")
+    raw = os.environ.get(WORKER_CONFIG_ENV)
+    cfg = Config.from_dict(json.loads(raw), source=WORKER_CONFIG_ENV) if raw else Config()
+    return create_app(checkpoint, cfg)

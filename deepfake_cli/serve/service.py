@@ -1,0 +1,213 @@
+"""What the web app serves, without the web: the model loaded once and the work per upload.
+
+Endpoints call these methods from worker threads. The classifier and the face
+detector each hold a lock around their model, so concurrent requests are
+safe; a semaphore bounds how many uploads are decoded and analysed at once so
+that memory stays bounded under load.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+from typing import Any, BinaryIO
+
+import cv2
+import numpy as np
+
+from deepfake_cli import __version__, gradcam, video
+from deepfake_cli.classifier import FaceClassifier
+from deepfake_cli.config import Config
+from deepfake_cli.errors import InputFileError, UsageError
+from deepfake_cli.images import load_image
+from deepfake_cli.pipeline import FacePipeline
+from deepfake_cli.predict import STATUS_NO_FACE, STATUS_OK, image_record
+from deepfake_cli.serve.uploads import spooled_to_temp_file
+
+GRADCAM_VIEWS = ("overlay", "sheet")
+# Video summary keys passed on as they are; "video" (the path) is a temp file of ours and stays here.
+VIDEO_SUMMARY_KEYS = ("aggregate", "p_fake_by_aggregate", "tracks", "frames", "video_info", "sampling", "timings", "sampled_fps")
+
+
+def seed_fields(p_fake: float | None, threshold: float) -> dict[str, Any]:
+    """The first report's contract: ``prediction``, ``confidence``, ``probabilities``.
+
+    ``confidence`` is the probability of the predicted class, so it is never
+    below 0.5 with the default threshold and reads the way the report used it.
+    """
+    if p_fake is None:
+        return {"prediction": None, "confidence": None, "probabilities": None}
+    prediction = "fake" if p_fake >= threshold else "real"
+    confidence = p_fake if prediction == "fake" else 1.0 - p_fake
+    return {
+        "prediction": prediction,
+        "confidence": round(confidence, 6),
+        "probabilities": {"real": round(1.0 - p_fake, 6), "fake": round(p_fake, 6)},
+    }
+
+
+class DetectorService:
+    """One classifier and its face pipeline, shared by every request of a worker."""
+
+    def __init__(self, classifier: FaceClassifier, cfg: Config):
+        self.classifier = classifier
+        self.cfg = cfg
+        self.pipeline = FacePipeline.from_config(classifier, cfg)
+        # Videos are detected on smaller frames (video.detect_max_side); same classifier.
+        self.video_pipeline = video.video_pipeline(classifier, cfg)
+        self.frame_columns = [c for c in video.FRAME_COLUMNS if c != "video"]  # the path is our temp file
+        self.started = time.time()
+        self._slots = threading.BoundedSemaphore(max(2, os.cpu_count() or 1))
+        self._installed: list[dict[str, Any]] | None = None
+
+    @property
+    def model_name(self) -> str:
+        return self.classifier.name
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "model": self.classifier.name,
+            "arch": self.classifier.arch,
+            "device": str(self.classifier.device),
+            "version": __version__,
+            "face_detection": self.pipeline.detector is not None,
+            "threshold": self.classifier.threshold,
+            "uptime_s": round(time.time() - self.started, 1),
+            "pid": os.getpid(),
+        }
+
+    def models(self) -> dict[str, Any]:
+        """The loaded model and the installed ones (read once, then cached)."""
+        if self._installed is None:
+            from deepfake_cli.model_catalog import trained_models
+
+            # Server paths stay on the server.
+            self._installed = [
+                {k: v for k, v in row.items() if k not in ("path", "card")} for row in trained_models()
+            ]
+        from deepfake_cli.models import list_models
+
+        loaded = {**self.classifier.describe(), "device": str(self.classifier.device)}
+        return {"loaded": loaded, "installed": self._installed, "architectures": list_models()}
+
+    def predict_image(self, data: bytes) -> dict[str, Any]:
+        """Every face of one uploaded image, and the verdict of the most suspicious one.
+
+        Raises :class:`~deepfake_cli.errors.InputFileError` for bytes that are not
+        a readable image.
+        """
+        start = time.perf_counter()
+        with self._slots:
+            image = load_image(data, max_pixels=self.cfg.predict.max_image_pixels)
+            faces = self.pipeline.analyze([image])[0]
+        threshold = self.classifier.threshold
+        record = image_record("upload", faces, threshold, self.classifier.name)
+        return {
+            "status": record["status"],
+            **seed_fields(record["p_fake"], threshold),
+            "model": self.classifier.name,
+            "p_fake": record["p_fake"],
+            "method": record["method"],
+            "threshold": threshold,
+            "face_count": record["faces"],
+            "faces": record["face_results"],
+            "image": {"width": int(image.shape[1]), "height": int(image.shape[0])},
+            "elapsed_ms": round((time.perf_counter() - start) * 1000.0, 1),
+        }
+
+    def predict_video(self, upload: BinaryIO, suffix: str, sampling: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Scan an uploaded video: the verdict, its tracks and one row per face of each sampled frame.
+
+        The upload is copied to a temp file named by us (``suffix`` from the
+        allow-list), scanned by :func:`deepfake_cli.video.scan_video` and removed,
+        whatever happens. ``sampling`` overrides ``[video]`` keys (every, fps,
+        frames, start, end, aggregate) for this request.
+        """
+        start = time.perf_counter()
+        video_cfg = dataclasses.replace(self.cfg.video, **{k: v for k, v in (sampling or {}).items() if v is not None})
+        with self._slots, spooled_to_temp_file(upload, suffix, self.cfg.serve.upload_dir) as path:
+            try:
+                result = video.scan_video(path, self.video_pipeline, video_cfg)
+            except InputFileError as exc:
+                # The scanner names the file: say "upload", not our temp path.
+                raise InputFileError(str(exc).replace(str(path), "upload")) from None
+        summary = result.summary
+        threshold = summary["threshold"]
+        return {
+            "status": summary["status"],
+            **seed_fields(summary["p_fake"], threshold),
+            "model": summary["model"],
+            "p_fake": summary["p_fake"],
+            "method": summary["method"],
+            "threshold": threshold,
+            "face_count": summary["faces"],
+            **{key: summary[key] for key in VIDEO_SUMMARY_KEYS},
+            "columns": self.frame_columns,
+            "rows": [{c: row.get(c) for c in self.frame_columns} for row in result.rows],
+            "elapsed_ms": round((time.perf_counter() - start) * 1000.0, 1),
+        }
+
+    def gradcam_image(
+        self,
+        data: bytes,
+        face: int | None = None,
+        target: str | None = None,
+        view: str = "overlay",
+        method: str | None = None,
+    ) -> tuple[bytes | None, dict[str, Any]]:
+        """A PNG explaining one face of an uploaded image, and what it shows.
+
+        ``face`` defaults to the most suspicious face. ``view='overlay'``: the
+        heatmap blended over the face crop; ``'sheet'``: face | heatmap | overlay
+        with the verdict, one row per target (``target='all'``: predicted, real,
+        fake). No face: ``(None, {"status": "no_face", ...})``.
+        """
+        gc = self.cfg.gradcam
+        target = target or gc.target
+        method = gradcam.check_method(method or gc.method)
+        if view not in GRADCAM_VIEWS:
+            raise UsageError(f"unknown view '{view}' (valid: {', '.join(GRADCAM_VIEWS)})")
+        if view == "overlay" and target.strip().lower() == "all":
+            raise UsageError("target 'all' makes three heatmaps: ask for view=sheet")
+        with self._slots:
+            image = load_image(data, max_pixels=self.cfg.predict.max_image_pixels)
+            faces = self.pipeline.find_faces([image])[0]
+            info: dict[str, Any] = {"status": STATUS_NO_FACE, "model": self.classifier.name, "face_count": len(faces)}
+            if not faces:
+                return None, info
+            crops = self.pipeline.crops(image, faces)
+            if face is None:
+                scores = self.classifier.score(crops, self.pipeline.batch_size)
+                face = max(range(len(faces)), key=lambda i: scores[i].p_fake)
+            elif not 0 <= face < len(faces):
+                raise UsageError(f"no face {face}: the image has {len(faces)} (0-{len(faces) - 1})")
+            crop = crops[face]
+            explanations = gradcam.explain_crops(self.classifier, [crop], target, method, gc.layer, 1)[0]
+        first = explanations[0]
+        if view == "overlay":
+            picture = gradcam.overlay(crop, first.heatmap, gc.alpha)
+        else:
+            caption = f"face {face} | {self.classifier.name} | {method} on {first.layer}"
+            picture = gradcam.comparison_sheet(crop, explanations, caption=caption, alpha=gc.alpha)
+        info.update(
+            status=STATUS_OK,
+            face=face,
+            box=faces[face].to_dict()["box"],
+            target=first.target.name,
+            target_prob=round(first.target_prob, 6),
+            p_fake=round(first.score.p_fake, 6),
+            label=first.score.label,
+            cam_method=method,
+            layer=first.layer,
+        )
+        return encode_png(picture), info
+
+
+def encode_png(rgb: np.ndarray) -> bytes:
+    ok, buffer = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:  # pragma: no cover - OpenCV always encodes uint8 RGB
+        raise RuntimeError("PNG encoding failed")
+    return buffer.tobytes()

@@ -1,0 +1,97 @@
+"""``dfdetect serve`` as a real server process on a free loopback port, called over HTTP."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from conftest import MESONET_PHOTOS, PHOTOS, need_shared
+from deepfake_cli.cli.app import app
+from deepfake_cli.serve.local import LocalServer, require_loopback
+
+runner = CliRunner()
+
+
+def test_real_server_answers_over_http_and_stops_cleanly(sepcnn_ckpt, tmp_path):
+    need_shared(PHOTOS, MESONET_PHOTOS)
+    photos = [PHOTOS / "multiface.jpg", *sorted(MESONET_PHOTOS.glob("*/*.jpg"))]
+    log = tmp_path / "server.err"
+    out = tmp_path / "server.out"
+    with out.open("w") as stdout, log.open("w") as stderr:
+        server = LocalServer(["--model", str(sepcnn_ckpt), "--max-upload-mb", "2"], stdout=stdout, stderr=stderr)
+        with server as url, httpx.Client(base_url=url, timeout=120) as client:
+            health = client.get("/health").json()
+            assert health["status"] == "ok" and health["model"] == "sepcnn" and health["device"] == "cpu"
+            page = client.get("/")
+            assert page.status_code == 200 and "<form" in page.text
+            assert client.get("/openapi.json").json()["info"]["title"] == "dfdetect"
+
+            def predict(path):
+                r = client.post("/predict", files={"file": (path.name, path.read_bytes(), "image/jpeg")})
+                assert r.status_code == 200, r.text
+                return [(f["box"], f["p_fake"]) for f in r.json()["faces"]]
+
+            serial = [predict(p) for p in photos]
+            assert len(serial[0]) == 6
+            # 16 requests at once from 8 clients: every answer equals its serial one.
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                assert list(pool.map(predict, photos * 2 + photos[:6])) == serial * 2 + serial[:6]
+
+            big = client.post("/predict", files={"file": ("big.jpg", b"\xff" * (3 * 2**20), "image/jpeg")})
+            assert big.status_code == 413 and "2 MB" in big.json()["detail"]
+            assert client.get("/health").status_code == 200  # still serving after the refusal
+    assert server.returncode == 0  # SIGINT: graceful shutdown
+    errors = log.read_text()
+    assert "Uvicorn running on http://127.0.0.1:" in errors and '"POST /predict HTTP/1.1" 200' in errors
+    assert out.read_text() == ""  # a server has no results for stdout: logs go to stderr
+
+
+@pytest.mark.slow
+def test_workers_each_load_the_model_from_the_factory(sepcnn_ckpt):
+    with LocalServer(["--model", str(sepcnn_ckpt), "--workers", "2", "--no-detect"]) as url:
+        with httpx.Client(base_url=url, timeout=60) as client:
+            # The first worker may answer while the second is still loading: ask until both have.
+            pids: set[int] = set()
+            deadline = time.monotonic() + 120
+            while len(pids) < 2 and time.monotonic() < deadline:
+                pids.add(client.get("/health", headers={"Connection": "close"}).json()["pid"])
+            assert client.get("/health").json()["face_detection"] is False
+    assert len(pids) == 2, pids
+
+
+@pytest.mark.parametrize(
+    "args, code, needle",
+    [
+        (["serve", "-m", "resnet18"], 1, "architecture, not a trained model"),
+        (["serve", "-m", "{missing}"], 1, "model file not found"),
+        (["serve", "-m", "{broken}"], 1, "broken.pt"),
+        (["serve", "-m", "{broken}", "--workers", "2"], 1, "broken.pt"),
+        (["serve", "-m", "{ckpt}", "--workers", "0"], 2, "serve.workers"),
+        (["serve", "-m", "{ckpt}", "--port", "70000"], 2, "serve.port"),
+        (["serve", "-m", "{ckpt}", "--max-upload-mb", "0"], 2, "serve.max_upload_mb"),
+    ],
+)
+def test_serve_refuses_bad_options_before_starting(tmp_path, sepcnn_ckpt, args, code, needle):
+    (tmp_path / "broken.pt").write_bytes(b"not a checkpoint")
+    fill = {"missing": str(tmp_path / "missing.pt"), "ckpt": str(sepcnn_ckpt), "broken": str(tmp_path / "broken.pt")}
+    result = runner.invoke(app, [a.format(**fill) for a in args])
+    assert result.exit_code == code, result.output
+    assert needle in result.output
+
+
+def test_help_lists_the_options():
+    out = runner.invoke(app, ["serve", "-h"], env={"COLUMNS": "200"}).stdout
+    for option in ("--host", "--port", "--workers", "--max-upload-mb", "--cors", "--model"):
+        assert option in out
+
+
+def test_only_loopback_urls_are_accepted_by_the_helpers():
+    assert require_loopback("http://127.0.0.1:8000/") == "http://127.0.0.1:8000"
+    assert require_loopback("http://[::1]:8000") == "http://[::1]:8000"
+    for url in ("http://10.0.0.5:8000", "http://example.com", "http://0.0.0.0:8000"):
+        with pytest.raises(ValueError, match="loopback"):
+            require_loopback(url)
