@@ -1,0 +1,255 @@
+"""``dfdetect video``: scan videos frame by frame; per-frame CSV, annotated video, verdict per video."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+from typing import Any, Callable, Iterator, List, Optional
+
+import typer
+
+from deepfake_cli.cli.common import (
+    EXIT_CODES_HELP,
+    ConfigOption,
+    DeviceOption,
+    JsonlOption,
+    JsonOption,
+    LargestFaceOption,
+    MarginOption,
+    MinFaceProbOption,
+    MinFaceSizeOption,
+    ModelOption,
+    NoDetectOption,
+    ThreadsOption,
+    ThresholdOption,
+    batch_exit_code,
+    build_config,
+    escape,
+    face_overrides,
+    handle_errors,
+    load_classifier,
+    stderr,
+)
+
+
+def video(
+    sources: List[str] = typer.Argument(
+        ..., help="Videos (mp4, avi, mov, mkv, webm), folders (recursive), globs, .txt lists, or '-' for paths on stdin."
+    ),
+    model: Optional[str] = ModelOption,
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="Per-frame rows (one per face, or one 'no_face' row per sampled frame) to this CSV ('-': stdout; .jsonl/.json by extension)."
+    ),
+    annotate: Optional[Path] = typer.Option(
+        None, "--annotate", "-a", help="Annotated copy of the video (.mp4, .avi, .mov, .mkv), or a folder for several videos."
+    ),
+    json_: bool = JsonOption,
+    jsonl: bool = JsonlOption,
+    every: Optional[int] = typer.Option(None, "--every", "-n", help="Score every Nth frame (default 10)."),
+    fps: Optional[float] = typer.Option(None, "--fps", help="Score F frames per second instead of --every."),
+    frames: Optional[int] = typer.Option(None, "--frames", help="Score K evenly spaced frames instead of --every."),
+    start: Optional[float] = typer.Option(None, "--start", help="Start at this time (seconds)."),
+    end: Optional[float] = typer.Option(None, "--end", help="Stop at this time (seconds)."),
+    aggregate: Optional[str] = typer.Option(
+        None, "--aggregate", help="How a track's face scores become one: confident (DFDC winner, default), mean or max."
+    ),
+    threshold: Optional[float] = ThresholdOption,
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Faces per classification batch."),
+    detect_max_side: Optional[int] = typer.Option(
+        None, "--detect-max-side", help="Detect faces on frames shrunk to this longer side, boxes mapped back (default 960)."
+    ),
+    no_detect: bool = NoDetectOption,
+    margin: Optional[float] = MarginOption,
+    min_face_prob: Optional[float] = MinFaceProbOption,
+    min_face_size: Optional[int] = MinFaceSizeOption,
+    largest_face: bool = LargestFaceOption,
+    fail_on_fake: bool = typer.Option(False, "--fail-on-fake", help="Exit with code 3 when any video is judged fake."),
+    config: Optional[Path] = ConfigOption,
+    device: Optional[str] = DeviceOption,
+    threads: Optional[int] = ThreadsOption,
+) -> None:
+    """Scan videos for deepfaked faces: a verdict per video, per-frame scores, an annotated copy.
+
+    Frames are sampled (--every, --fps or --frames, within --start/--end) and decoded
+    sequentially; all faces are detected, linked into tracks across frames and scored.
+    Each track's scores are aggregated (--aggregate) and a video is fake when any track
+    is. A video without any face gets verdict 'no_face'. A video that cannot be read
+    becomes an 'error' record and the others go on.
+
+    The per-video summaries go to stdout (a table on a terminal, JSON Lines in a pipe,
+    or --json/--jsonl); with --out - the per-frame CSV takes stdout instead.
+    """
+    from deepfake_cli.errors import UsageError
+
+    with handle_errors():
+        given = [name for name, value in (("--every", every), ("--fps", fps), ("--frames", frames)) if value is not None]
+        if len(given) > 1:
+            raise UsageError(f"choose one way to sample frames, not {' and '.join(given)}")
+        rows_to_stdout = out is not None and str(out) == "-"
+        if rows_to_stdout and (json_ or jsonl):
+            raise UsageError("--out - writes the per-frame rows to stdout; write them to a file to use --json/--jsonl")
+        cfg = build_config(
+            config,
+            {
+                "runtime.device": device,
+                "runtime.num_threads": threads,
+                "predict.threshold": threshold,
+                "predict.batch_size": batch_size,
+                "model.name": model,
+                "video.every": every,
+                "video.fps": fps,
+                "video.frames": frames,
+                "video.start": start,
+                "video.end": end,
+                "video.aggregate": aggregate,
+                "video.detect_max_side": detect_max_side,
+                **face_overrides(no_detect, margin, min_face_prob, min_face_size, largest_face),
+            },
+        )
+        code = run_video(cfg, sources, out, annotate, json_, jsonl, fail_on_fake)
+    raise typer.Exit(code)
+
+
+def run_video(cfg, sources: list[str], out: Optional[Path], annotate: Optional[Path], json_: bool, jsonl: bool,
+              fail_on_fake: bool) -> int:
+    from deepfake_cli.errors import InputFileError, NoInputsError
+    from deepfake_cli.images import VIDEO_EXTENSIONS
+    from deepfake_cli.output import choose_format
+    from deepfake_cli.predict import PredictSummary
+    from deepfake_cli.sources import expand_sources
+    from deepfake_cli.video import (
+        FRAME_COLUMNS,
+        SUMMARY_COLUMNS,
+        error_row,
+        error_summary,
+        flat_summary,
+        scan_video,
+        video_pipeline,
+    )
+
+    paths = list(expand_sources(sources, VIDEO_EXTENSIONS))
+    if not paths:
+        raise NoInputsError(f"no video files found in: {' '.join(sources)}")
+    targets = annotation_targets(annotate, paths)
+    classifier = load_classifier(cfg)
+    pipeline = video_pipeline(classifier, cfg)
+
+    rows_to_stdout = out is not None and str(out) == "-"
+    summaries_fmt = None if rows_to_stdout else choose_format(json_, jsonl, False, None)
+    rows_stream = None
+    if out is not None:
+        rows_stream = sys.stdout if rows_to_stdout else open(out, "w", encoding="utf-8", newline="")
+    rows_fmt = "csv" if rows_to_stdout or out is None else _rows_format(out)
+    counts = PredictSummary()
+    try:
+        with _maybe_writer(rows_stream, rows_fmt, FRAME_COLUMNS) as rows, \
+                _maybe_writer(None if summaries_fmt is None else sys.stdout, summaries_fmt, SUMMARY_COLUMNS,
+                              flatten=flat_summary, title="dfdetect video") as summaries:
+            for path, target in zip(paths, targets):
+                with scan_progress(path) as progress:
+                    try:
+                        summary = scan_video(path, pipeline, cfg.video, annotate_path=target, progress=progress,
+                                             on_row=None if rows is None else rows.write, keep_rows=False).summary
+                    except InputFileError as exc:
+                        summary = error_summary(path, str(exc), classifier.name)
+                        if rows is not None:
+                            rows.write(error_row(path, str(exc)))
+                counts.add(summary)
+                if summaries is not None:
+                    summaries.write(summary)
+                report_video(summary)
+    finally:
+        if rows_stream is not None and not rows_to_stdout:
+            rows_stream.close()
+    stderr.print(
+        f"{counts.total} videos: {counts.fake} fake, {counts.real} real, "
+        f"{counts.no_face} without a face, {counts.errors} errors"
+    )
+    return batch_exit_code(counts, fail_on_fake)
+
+
+def annotation_targets(annotate: Optional[Path], paths: list[Path]) -> list[Optional[Path]]:
+    """Where each video's annotated copy goes: the file given, or ``<folder>/<name>.annotated.mp4``."""
+    from deepfake_cli.annotate import FOURCC_BY_SUFFIX
+    from deepfake_cli.errors import UsageError
+
+    if annotate is None:
+        return [None] * len(paths)
+    if annotate.suffix.lower() in FOURCC_BY_SUFFIX and not annotate.is_dir():
+        if len(paths) > 1:
+            raise UsageError(f"--annotate {annotate} names one file but {len(paths)} videos were given: pass a folder")
+        if annotate.resolve() == Path(paths[0]).resolve():
+            raise UsageError("--annotate must not overwrite the input video")
+        return [annotate]
+    if annotate.suffix and not annotate.is_dir():
+        raise UsageError(f"--annotate {annotate}: use a video file name ({', '.join(FOURCC_BY_SUFFIX)}) or a folder")
+    targets: list[Optional[Path]] = []
+    used: set[str] = set()
+    for path in paths:
+        name = f"{Path(path).stem}.annotated.mp4"
+        k = 1
+        while name in used:  # same file name in two folders
+            k += 1
+            name = f"{Path(path).stem}.{k}.annotated.mp4"
+        used.add(name)
+        targets.append(annotate / name)
+    return targets
+
+
+def _rows_format(out: Path) -> str:
+    suffix = out.suffix.lower().lstrip(".")
+    return suffix if suffix in ("json", "jsonl") else "csv"
+
+
+@contextlib.contextmanager
+def _maybe_writer(stream, fmt: Optional[str], columns, **kw: Any) -> Iterator[Any]:
+    """A RecordWriter when there is a stream to write to, else ``None``."""
+    from deepfake_cli.output import RecordWriter
+
+    if stream is None or fmt is None:
+        yield None
+        return
+    with RecordWriter(fmt, columns, stream, **kw) as writer:
+        yield writer
+
+
+@contextlib.contextmanager
+def scan_progress(path: Path) -> Iterator[Optional[Callable[[Any], None]]]:
+    """A transient Rich progress bar for one video on stderr (on a terminal); yields the scan's callback."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    if not stderr.is_terminal:
+        yield None
+        return
+    columns = (
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("frames  {task.fields[faces]} faces  {task.fields[fps]:.1f} frames/s"), TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=stderr, transient=True) as progress:
+        task = progress.add_task(escape(Path(path).name), total=None, faces=0, fps=0.0)
+        yield lambda p: progress.update(task, total=p.sampled_total, completed=p.sampled_done, faces=p.faces, fps=p.fps)
+
+
+def report_video(summary: dict[str, Any]) -> None:
+    """One line per video on stderr."""
+    name = escape(Path(summary["video"]).name)
+    if summary["status"] == "error":
+        stderr.print(f"[yellow]skipped:[/] {escape(summary['error'])}")
+        return
+    frames = summary["frames"]
+    timings = summary["timings"]
+    if summary["status"] == "no_face":
+        verdict = "no face found"
+    else:
+        colour = "red" if summary["verdict"] == "fake" else "green"
+        verdict = f"[{colour}]{summary['verdict']}[/] (p_fake {summary['p_fake']:.3f}, {summary['aggregate']})"
+    stderr.print(
+        f"{name}: {verdict}, {len(summary['tracks'])} track(s), {summary['faces']} faces in "
+        f"{frames['with_face']}/{frames['sampled']} sampled frames, {timings['total']:.1f} s"
+        + (f", annotated: {escape(summary['annotated'])}" if summary["annotated"] else "")
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("video", epilog=EXIT_CODES_HELP)(video)

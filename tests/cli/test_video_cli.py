@@ -1,0 +1,145 @@
+"""``dfdetect video`` (and videos given to ``dfdetect predict``) through Typer's CliRunner."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from conftest import FFPP_C23, ORIGINAL_004, need_shared
+from deepfake_cli.cli.app import app
+from deepfake_cli.video import FRAME_COLUMNS
+
+runner = CliRunner()
+ORIGINAL_519 = FFPP_C23 / "original_sequences" / "youtube" / "c23" / "videos" / "519.mp4"
+
+
+@pytest.fixture
+def batch(tmp_path):
+    """Two real videos, a truncated copy and a text file named .mp4."""
+    need_shared(ORIGINAL_004, ORIGINAL_519)
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    (folder / "a_004.mp4").symlink_to(ORIGINAL_004)
+    (folder / "b_519.mp4").symlink_to(ORIGINAL_519)
+    data = ORIGINAL_519.read_bytes()
+    (folder / "c_truncated.mp4").write_bytes(data[: len(data) // 3])
+    (folder / "d_text.mp4").write_text("this is not a video\n")
+    return folder
+
+
+def read_csv(text: str) -> tuple[list[str], list[dict[str, str]]]:
+    reader = csv.DictReader(io.StringIO(text))
+    rows = list(reader)
+    return list(reader.fieldnames or []), rows
+
+
+def test_batch_with_broken_videos_goes_on(batch, sepcnn_ckpt, tmp_path):
+    report = tmp_path / "report.csv"
+    result = runner.invoke(app, ["video", str(batch), "-m", str(sepcnn_ckpt), "--every", "150",
+                                 "--out", str(report), "--json"])
+    assert result.exit_code == 4, result.output
+    summaries = json.loads(result.stdout)
+    by_name = {Path(s["video"]).name: s for s in summaries}
+    assert [Path(s["video"]).name for s in summaries] == ["a_004.mp4", "b_519.mp4", "c_truncated.mp4", "d_text.mp4"]
+    assert by_name["a_004.mp4"]["verdict"] in ("real", "fake") and by_name["b_519.mp4"]["status"] == "ok"
+    assert by_name["c_truncated.mp4"]["status"] == "error" and "c_truncated.mp4" in by_name["c_truncated.mp4"]["error"]
+    assert by_name["d_text.mp4"]["status"] == "error" and "cannot open video" in by_name["d_text.mp4"]["error"]
+    assert "skipped" in result.stderr and "4 videos: " in result.stderr and "2 errors" in result.stderr
+
+    columns, rows = read_csv(report.read_text())
+    assert columns == list(FRAME_COLUMNS)
+    frames = {}
+    for r in rows:
+        frames.setdefault(Path(r["video"]).name, set()).add(int(r["frame"]) if r["frame"] else None)
+    # One or more rows per sampled frame: every 150th frame of 309 and 751 frames.
+    assert frames["a_004.mp4"] == {0, 150, 300} and frames["b_519.mp4"] == {0, 150, 300, 450, 600, 750}
+    errors = [r for r in rows if r["status"] == "error"]
+    assert {Path(r["video"]).name for r in errors} == {"c_truncated.mp4", "d_text.mp4"}
+    faces = [r for r in rows if r["status"] == "face"]
+    assert all(r["track_id"] != "" and 0 <= float(r["p_fake"]) <= 1 for r in faces)
+
+
+def test_rows_to_stdout_and_annotated_video(sepcnn_ckpt, tmp_path):
+    need_shared(ORIGINAL_519)
+    out = tmp_path / "annotated.avi"
+    result = runner.invoke(app, ["video", str(ORIGINAL_519), "-m", str(sepcnn_ckpt), "--frames", "4",
+                                 "--start", "5", "--end", "25", "--out", "-", "--annotate", str(out)])
+    assert result.exit_code == 0, result.output
+    columns, rows = read_csv(result.stdout)
+    assert columns == list(FRAME_COLUMNS)
+    # The centres of 4 equal parts of 5 s..25 s at 25 fps (frames 125..625, 501 frames).
+    assert sorted({int(r["frame"]) for r in rows}) == [187, 312, 438, 563]
+    assert "519.mp4: " in result.stderr and "annotated" in result.stderr
+    cap = cv2.VideoCapture(str(out))
+    assert (int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
+            int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))) == (751, 640, 480)
+    cap.release()
+
+
+def test_fail_on_fake_and_aggregate(sepcnn_ckpt):
+    need_shared(ORIGINAL_004)
+    args = ["video", str(ORIGINAL_004), "-m", str(sepcnn_ckpt), "--frames", "3", "--jsonl"]
+    result = runner.invoke(app, args + ["--threshold", "0", "--fail-on-fake", "--aggregate", "max"])
+    assert result.exit_code == 3, result.output
+    summary = json.loads(result.stdout)
+    assert summary["verdict"] == "fake" and summary["aggregate"] == "max"
+    assert summary["p_fake"] == summary["p_fake_by_aggregate"]["max"]
+    result = runner.invoke(app, args + ["--threshold", "1", "--fail-on-fake"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["verdict"] == "real"
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--every", "5", "--frames", "3"], "--every and --frames"),
+        (["--out", "-", "--json"], "--out -"),
+        (["--aggregate", "median"], "video.aggregate"),
+        (["--annotate", "x.gif"], "video file name"),
+    ],
+)
+def test_usage_errors(sepcnn_ckpt, extra, message):
+    need_shared(ORIGINAL_004)
+    result = runner.invoke(app, ["video", str(ORIGINAL_004), "-m", str(sepcnn_ckpt), *extra])
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+
+
+def test_one_annotated_file_for_two_videos_is_a_usage_error(sepcnn_ckpt, tmp_path):
+    need_shared(ORIGINAL_004, ORIGINAL_519)
+    result = runner.invoke(app, ["video", str(ORIGINAL_004), str(ORIGINAL_519), "-m", str(sepcnn_ckpt),
+                                 "--annotate", str(tmp_path / "one.mp4")])
+    assert result.exit_code == 2 and "pass a folder" in result.stderr
+
+
+def test_no_videos_is_fatal(sepcnn_ckpt, tmp_path):
+    result = runner.invoke(app, ["video", str(tmp_path), "-m", str(sepcnn_ckpt)])
+    assert result.exit_code == 1 and "no video files" in result.stderr
+
+
+def test_predict_routes_videos_to_the_scanner(batch, sepcnn_ckpt, tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a_blank.png"), np.zeros((80, 80, 3), np.uint8))
+    (folder / "b_004.mp4").symlink_to(ORIGINAL_004)
+    (folder / "c_text.mp4").write_text("not a video")
+    result = runner.invoke(app, ["predict", str(folder), "-m", str(sepcnn_ckpt), "--jsonl"],
+                           env={"DFDETECT_VIDEO_FRAMES": "2"})
+    assert result.exit_code == 4, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(Path(r["path"]).name, r["status"]) for r in records] == [
+        ("a_blank.png", "no_face"), ("b_004.mp4", "ok"), ("c_text.mp4", "error")]
+    video = records[1]
+    assert video["kind"] == "video" and video["verdict"] in ("real", "fake") and video["frames"]["sampled"] == 2
+    assert video["faces"] >= 2 and video["tracks"]
+    result = runner.invoke(app, ["predict", str(folder / "b_004.mp4"), "-m", str(sepcnn_ckpt), "--csv",
+                                 "--threshold", "0", "--fail-on-fake"], env={"DFDETECT_VIDEO_FRAMES": "2"})
+    assert result.exit_code == 3, result.output
+    _, rows = read_csv(result.stdout)
+    assert len(rows) == 1 and rows[0]["verdict"] == "fake"

@@ -1,0 +1,205 @@
+"""The streaming video scan on real videos (../shared): rows, sampling, tracks, annotation, errors, memory."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import FFPP_C23, MULTIFACE_VIDEO, ORIGINAL_004, need_shared
+from deepfake_cli import video as video_mod
+from deepfake_cli.classifier import FaceClassifier
+from deepfake_cli.config import load_config
+from deepfake_cli.errors import InputFileError, UsageError
+from deepfake_cli.frames import sample_indices, video_info
+from deepfake_cli.video import FRAME_COLUMNS, STAGES, predict_paths, predict_record, scan_video, video_pipeline
+
+ORIGINAL_519 = FFPP_C23 / "original_sequences" / "youtube" / "c23" / "videos" / "519.mp4"
+
+
+def make_pipeline(ckpt, **overrides):
+    cfg = load_config(overrides=overrides, environ={})
+    return video_pipeline(FaceClassifier.from_checkpoint(ckpt), cfg), cfg
+
+
+@pytest.fixture(scope="module")
+def pipeline_004(sepcnn_ckpt):
+    need_shared(ORIGINAL_004)
+    return make_pipeline(sepcnn_ckpt, **{"video.every": 100})
+
+
+def test_rows_follow_the_sampling_and_summary_holds_a_verdict(pipeline_004):
+    pipeline, cfg = pipeline_004
+    streamed = []
+    result = scan_video(ORIGINAL_004, pipeline, cfg.video, on_row=streamed.append)
+    assert result.rows == streamed and all(set(r) == set(FRAME_COLUMNS) for r in result.rows)
+    assert sorted({r["frame"] for r in result.rows}) == [0, 100, 200, 300]
+    assert [r["timestamp"] for r in result.rows if r["status"] == "face"][:4] == [0.0, 4.0, 8.0, 12.0]
+    face_rows = [r for r in result.rows if r["status"] == "face"]
+    assert len(face_rows) >= 4
+    for r in face_rows:
+        assert 0 <= r["x1"] < r["x2"] <= 1280 and 0 <= r["y1"] < r["y2"] <= 720
+        assert r["det_prob"] >= 0.95 and 0.0 <= r["p_fake"] <= 1.0 and r["label"] in ("real", "fake")
+        assert r["method"] is None  # binary model
+    s = result.summary
+    assert s["status"] == "ok" and s["verdict"] in ("real", "fake")
+    assert s["frames"] == {"total": 309, "decoded": 4, "sampled": 4, "with_face": 4}
+    assert set(s["p_fake_by_aggregate"]) == {"mean", "max", "confident"}
+    assert s["p_fake"] == s["p_fake_by_aggregate"]["confident"]
+    assert s["tracks"][0]["faces"] >= 4 and s["tracks"][0]["first_frame"] == 0
+    assert set(s["timings"]) == set(STAGES) | {"total"} and s["timings"]["detect"] > 0
+    assert s["annotated"] is None and s["error"] is None
+    # predict's one record per video.
+    record = predict_record(s)
+    assert record["kind"] == "video" and record["verdict"] == s["verdict"] and record["p_fake"] == s["p_fake"]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"video.frames": 3}, {"video.fps": 0.5, "video.end": 5.0}, {"video.every": 60, "video.start": 4.0, "video.end": 9.0}],
+)
+def test_frames_fps_start_end_sampling(sepcnn_ckpt, options):
+    need_shared(ORIGINAL_004)
+    pipeline, cfg = make_pipeline(sepcnn_ckpt, **options)
+    result = scan_video(ORIGINAL_004, pipeline, cfg.video, keep_rows=True)
+    v = cfg.video
+    expected = sample_indices(video_info(ORIGINAL_004), every=None if v.frames or v.fps else v.every,
+                              frames=v.frames, fps=v.fps, start=v.start, end=v.end)
+    assert sorted({r["frame"] for r in result.rows}) == expected
+    assert result.summary["frames"]["sampled"] == len(expected)
+
+
+def test_seven_class_model_names_a_method(multiclass_ckpt):
+    need_shared(ORIGINAL_004)
+    pipeline, cfg = make_pipeline(multiclass_ckpt, **{"video.frames": 2})
+    result = scan_video(ORIGINAL_004, pipeline, cfg.video)
+    faces = [r for r in result.rows if r["status"] == "face"]
+    assert faces and all(r["method"] in pipeline.classifier.labels[1:] for r in faces)
+    assert result.summary["method"] in pipeline.classifier.labels[1:]
+
+
+def test_multiface_clip_annotated_and_tracked(sepcnn_ckpt, tmp_path):
+    need_shared(MULTIFACE_VIDEO)
+    pipeline, cfg = make_pipeline(sepcnn_ckpt, **{"video.every": 15})
+    out = tmp_path / "annotated.mp4"
+    result = scan_video(MULTIFACE_VIDEO, pipeline, cfg.video, annotate_path=out)
+    s = result.summary
+    assert s["annotated"] == str(out) and not (tmp_path / "annotated.partial.mp4").exists()
+    # Several people, each followed across frames.
+    track_ids = {r["track_id"] for r in result.rows if r["status"] == "face"}
+    assert len(track_ids) >= 3
+    assert max(t["faces"] for t in s["tracks"]) >= 3
+    assert s["frames"]["decoded"] == 105 and s["frames"]["sampled"] == 7
+    # Every input frame, same size and rate, readable by OpenCV; boxes drawn on it.
+    cap = cv2.VideoCapture(str(out))
+    assert (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))) == (1920, 1080)
+    assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(video_info(MULTIFACE_VIDEO).fps)
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame[::8, ::8].copy())
+    cap.release()
+    assert len(frames) == 105 and frames[0].shape == (135, 240, 3)
+    original = cv2.VideoCapture(str(MULTIFACE_VIDEO))
+    ok, first = original.read()
+    original.release()
+    face = next(r for r in result.rows if r["frame"] == 0 and r["status"] == "face")
+    x1, y1 = int(face["x1"]) // 8, int(face["y1"]) // 8
+    region = (slice(max(0, y1 - 2), y1 + 3), slice(max(0, x1 - 2), x1 + 3))
+    diff = np.abs(frames[0][region].astype(int) - first[::8, ::8][region].astype(int)).mean()
+    assert diff > 20  # the box outline is there
+
+
+def test_video_without_faces_has_no_verdict(sepcnn_ckpt, tmp_path):
+    path = tmp_path / "gray.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (160, 120))
+    for k in range(20):
+        writer.write(np.full((120, 160, 3), 60 + k, np.uint8))
+    writer.release()
+    pipeline, cfg = make_pipeline(sepcnn_ckpt, **{"video.every": 5})
+    result = scan_video(path, pipeline, cfg.video, annotate_path=tmp_path / "gray_annotated.avi")
+    assert result.summary["status"] == "no_face" and result.summary["verdict"] == "no_face"
+    assert result.summary["p_fake"] is None and result.summary["tracks"] == []
+    assert [(r["frame"], r["status"], r["p_fake"]) for r in result.rows] == [
+        (0, "no_face", None), (5, "no_face", None), (10, "no_face", None), (15, "no_face", None)]
+    assert int(cv2.VideoCapture(str(tmp_path / "gray_annotated.avi")).get(cv2.CAP_PROP_FRAME_COUNT)) == 20
+
+
+def test_unreadable_videos_raise_input_file_error(sepcnn_ckpt, tmp_path):
+    need_shared(ORIGINAL_519)
+    from test_frames import _faststart  # an MP4 whose index comes first: a cut copy still opens
+
+    pipeline, cfg = make_pipeline(sepcnn_ckpt, **{"video.every": 150})
+    data = ORIGINAL_519.read_bytes()
+    (tmp_path / "text.mp4").write_text("this is not a video\n")
+    (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 2])
+    (tmp_path / "cut_stream.mp4").write_bytes(_faststart(data)[: len(data) // 2])
+    for name, message in [("missing.mp4", "no such file"), ("text.mp4", "cannot open"),
+                          ("cut.mp4", "cannot open"), ("cut_stream.mp4", "truncated")]:
+        annotated = tmp_path / f"{name}.annotated.mp4"
+        with pytest.raises(InputFileError, match=message):
+            scan_video(tmp_path / name, pipeline, cfg.video, annotate_path=annotated)
+        # No half-written annotated video is left behind.
+        assert not annotated.exists() and not list(tmp_path.glob("*.partial.*"))
+    # Nothing to sample: --start after the end of the clip.
+    late, cfg_late = make_pipeline(sepcnn_ckpt, **{"video.start": 60.0})
+    with pytest.raises(InputFileError, match="no frame to sample"):
+        scan_video(ORIGINAL_519, late, cfg_late.video)
+    both, cfg_both = make_pipeline(sepcnn_ckpt, **{"video.frames": 3, "video.fps": 2.0})
+    with pytest.raises(UsageError):
+        scan_video(ORIGINAL_519, both, cfg_both.video)
+
+
+def test_predict_paths_mixes_images_and_videos_in_order(sepcnn_ckpt, tmp_path):
+    need_shared(ORIGINAL_004)
+    from deepfake_cli.pipeline import FacePipeline
+
+    cfg = load_config(overrides={"video.frames": 2}, environ={})
+    classifier = FaceClassifier.from_checkpoint(sepcnn_ckpt)
+    image = tmp_path / "blank.png"
+    cv2.imwrite(str(image), np.zeros((64, 64, 3), np.uint8))
+    (tmp_path / "text.mp4").write_text("no video")
+    paths = [image, ORIGINAL_004, tmp_path / "text.mp4", image]
+    records = list(predict_paths(paths, FacePipeline.from_config(classifier, cfg), cfg))
+    assert [r["status"] for r in records] == ["no_face", "ok", "error", "no_face"]
+    assert records[1]["kind"] == "video" and records[1]["frames"]["sampled"] == 2
+    assert records[1]["verdict"] in ("real", "fake")
+
+
+def test_memory_stays_flat_while_annotating(sepcnn_ckpt, tmp_path, monkeypatch):
+    """The 309 decoded 720p frames (850 MB) never sit in memory together."""
+    need_shared(ORIGINAL_004)
+    monkeypatch.setattr(video_mod, "IN_FLIGHT_MAX_BYTES", 48 * 2**20)
+    pipeline, cfg = make_pipeline(sepcnn_ckpt, **{"video.every": 30})
+    baseline = _rss()
+    peak = [baseline]
+    done = threading.Event()
+
+    def watch():
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss())
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        result = scan_video(ORIGINAL_004, pipeline, cfg.video, annotate_path=tmp_path / "a.mp4", keep_rows=False)
+    finally:
+        done.set()
+        watcher.join()
+    assert result.rows == [] and result.summary["frames"]["decoded"] == 309
+    # Holding the whole video would add ~900 MB; the bounded queues and batches stay far below.
+    assert peak[0] - baseline < 450 * 2**20, f"RSS grew by {(peak[0] - baseline) / 2**20:.0f} MB"
+
+
+def _rss() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    pytest.skip("no /proc/self/status on this system")
