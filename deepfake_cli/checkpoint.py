@@ -101,7 +101,8 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
             f"{path}: refused to load: the file holds objects other than plain data and tensors "
-            f"(it could run code); only dfdetect checkpoints are accepted"
+            f"(it could run code); only dfdetect checkpoints are accepted (convert other formats with "
+            f"'dfdetect models import')"
         ) from exc
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({type(exc).__name__}: {_first_line(exc)})") from exc

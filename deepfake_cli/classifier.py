@@ -13,9 +13,10 @@ import torch
 import torch.nn as nn
 
 from deepfake_cli.checkpoint import load_checkpoint
-from deepfake_cli.faces import FaceFraming, resize_square
+from deepfake_cli.faces import FaceFraming
 from deepfake_cli.labels import real_index
 from deepfake_cli.models import load_state, model_entrypoint
+from deepfake_cli.transforms import crops_to_batch, norm_tensors, normalize
 
 
 @dataclass
@@ -62,8 +63,7 @@ class FaceClassifier:
         self.input_size = int(self.preprocessing["input_size"])
         self.real_index = real_index(self.labels)
         self.framing = FaceFraming.from_dict(self.preprocessing.get("face"))
-        self._mean = torch.tensor(self.preprocessing["mean"], dtype=torch.float32).view(1, 3, 1, 1).to(self.device)
-        self._std = torch.tensor(self.preprocessing["std"], dtype=torch.float32).view(1, 3, 1, 1).to(self.device)
+        self._mean, self._std = norm_tensors(self.preprocessing, self.device)
         self._lock = threading.Lock()
 
     @classmethod
@@ -86,15 +86,17 @@ class FaceClassifier:
         )
 
     @property
+    def model_lock(self) -> threading.Lock:
+        """Held around every use of ``model``: forward hooks (Grad-CAM) must not see another thread's batch."""
+        return self._lock
+
+    @property
     def is_multiclass(self) -> bool:
         return len(self.labels) > 2
 
     def to_tensor(self, crops: Sequence[np.ndarray]) -> torch.Tensor:
         """RGB uint8 crops of any size -> normalised float batch on the device."""
-        size = self.input_size
-        batch = np.stack([resize_square(c, size) for c in crops])
-        x = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
-        return (x - self._mean) / self._std
+        return normalize(crops_to_batch(crops, self.input_size).to(self.device), self._mean, self._std)
 
     @torch.inference_mode()
     def predict_proba(self, crops: Sequence[np.ndarray], batch_size: int = 32) -> np.ndarray:

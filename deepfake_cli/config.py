@@ -35,6 +35,18 @@ class DataConfig:
     split_seed: int = 0
     methods: list[str] | None = None
     compression: str | None = None
+    # dfdetect extract: which layout, which frames, which faces, how crops are written
+    # (face.margin/square/min_prob/min_size/crop_size apply too).
+    layout: Literal["auto", "ffpp", "kaggle", "dfdc", "real-fake"] = "auto"
+    splits_dir: str | None = None
+    sample_every: int = 10
+    frames_per_video: int | None = None
+    all_faces: bool = False
+    detect_max_side: int | None = 640
+    jpeg_quality: int = 95
+    extract_workers: int = 1
+    # dfdetect train/evaluate: a balanced subset, at most N crops per class in train (others in proportion).
+    limit_per_class: int | None = None
 
 
 @dataclass
@@ -91,6 +103,15 @@ class TrainConfig:
     out_dir: str = "runs/train"
     name: str | None = None
     max_steps_per_epoch: int | None = None
+    # Linear warm-up (in epochs, fractions allowed) before the cosine schedule.
+    warmup_epochs: float = 0.0
+    # How best.pt's decision threshold is chosen on the validation split ("fixed": 0.5).
+    threshold_method: Literal["eer", "youden", "fixed"] = "eer"
+    # Decoded training crops stay in memory when they fit in this budget; else they are read per batch.
+    cache_max_mb: int = 4096
+    # bf16 autocast on CPU (`amp` is CUDA's): about 3x faster for resnet18/cnn_small on CPUs with AMX,
+    # slower for depthwise convolutions (sepcnn).
+    cpu_amp: bool = False
 
 
 @dataclass
@@ -112,9 +133,19 @@ class VideoConfig:
     start: float | None = None
     end: float | None = None
     aggregate: Literal["mean", "max", "confident"] = "confident"
-    detect_max_side: int | None = 640
+    # Faces are detected on frames shrunk to this longer side (boxes mapped back):
+    # at 960, boxes match full-frame MTCNN's (IoU >= 0.9) on 720p video; 640 is
+    # ~25% faster per frame but lets a few boxes drift below that.
+    detect_max_side: int | None = 960
     detect_batch: int = 8
+    # Detection threads, one torch thread each (unset: one per core, at most 4; 1 on a GPU).
+    detect_workers: int | None = None
     track_iou: float = 0.3
+    # A track ends after this many sampled frames without a matching face.
+    track_max_missed: int = 5
+    # Tracks with fewer faces (passing detections) do not vote on the video's
+    # verdict, unless no track has that many.
+    min_track_faces: int = 3
 
 
 @dataclass
@@ -126,6 +157,20 @@ class ServeConfig:
     workers: int = 1
     max_upload_mb: float = 50.0
     cors: bool = False
+    # Uploaded videos are written here (under names we choose) while scanned; default: the system temp dir.
+    upload_dir: str | None = None
+
+
+@dataclass
+class GradcamConfig:
+    """Grad-CAM explanations (``dfdetect gradcam`` and the API's /gradcam)."""
+
+    target: str = "predicted"
+    method: Literal["gradcam", "gradcam++"] = "gradcam"
+    layer: str | None = None
+    alpha: float = 0.5
+    batch_size: int = 8
+    out_dir: str = "runs/gradcam"
 
 
 @dataclass
@@ -147,6 +192,7 @@ class Config:
     predict: PredictConfig = field(default_factory=PredictConfig)
     video: VideoConfig = field(default_factory=VideoConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    gradcam: GradcamConfig = field(default_factory=GradcamConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -354,10 +400,41 @@ def validate(cfg: Config) -> None:
         ("train.batch_size", cfg.train.batch_size >= 1, "must be >= 1"),
         ("train.epochs", cfg.train.epochs >= 0, "must be >= 0"),
         ("train.lr", cfg.train.lr > 0, "must be > 0"),
+        ("train.weight_decay", cfg.train.weight_decay >= 0, "must be >= 0"),
+        ("train.label_smoothing", 0.0 <= cfg.train.label_smoothing < 1.0, "must be in [0, 1)"),
+        ("train.freeze_epochs", cfg.train.freeze_epochs >= 0, "must be >= 0"),
+        ("train.unfreeze_fraction", 0.0 < cfg.train.unfreeze_fraction <= 1.0, "must be in (0, 1]"),
+        ("train.finetune_lr_factor", cfg.train.finetune_lr_factor > 0, "must be > 0"),
+        ("train.rotation_augment", 0.0 <= cfg.train.rotation_augment <= 180.0, "must be between 0 and 180 degrees"),
+        ("train.input_size", cfg.train.input_size is None or cfg.train.input_size >= 16, "must be >= 16"),
+        ("train.workers", cfg.train.workers >= 0, "must be >= 0"),
+        ("train.max_steps_per_epoch", cfg.train.max_steps_per_epoch is None or cfg.train.max_steps_per_epoch >= 1, "must be >= 1"),
+        ("train.warmup_epochs", cfg.train.warmup_epochs >= 0, "must be >= 0"),
+        ("train.cache_max_mb", cfg.train.cache_max_mb >= 0, "must be >= 0"),
+        ("data.limit_per_class", cfg.data.limit_per_class is None or cfg.data.limit_per_class >= 1, "must be >= 1"),
         ("data.val_fraction", 0.0 <= cfg.data.val_fraction < 1.0, "must be in [0, 1)"),
         ("data.test_fraction", 0.0 <= cfg.data.test_fraction < 1.0, "must be in [0, 1)"),
         ("video.every", cfg.video.every >= 1, "must be >= 1"),
+        ("video.fps", cfg.video.fps is None or cfg.video.fps > 0, "must be > 0"),
+        ("video.frames", cfg.video.frames is None or cfg.video.frames >= 1, "must be >= 1"),
+        ("video.start", cfg.video.start is None or cfg.video.start >= 0, "must be >= 0 seconds"),
+        ("video.end", cfg.video.end is None or cfg.video.end > (cfg.video.start or 0.0), "must be after video.start"),
+        ("video.detect_max_side", cfg.video.detect_max_side is None or cfg.video.detect_max_side >= 64, "must be >= 64"),
+        ("video.detect_batch", cfg.video.detect_batch >= 1, "must be >= 1"),
+        ("video.detect_workers", cfg.video.detect_workers is None or cfg.video.detect_workers >= 1, "must be >= 1"),
+        ("video.track_iou", 0.0 < cfg.video.track_iou <= 1.0, "must be in (0, 1]"),
+        ("video.track_max_missed", cfg.video.track_max_missed >= 0, "must be >= 0"),
+        ("video.min_track_faces", cfg.video.min_track_faces >= 1, "must be >= 1"),
+        ("data.sample_every", cfg.data.sample_every >= 1, "must be >= 1"),
+        ("data.frames_per_video", cfg.data.frames_per_video is None or cfg.data.frames_per_video >= 1, "must be >= 1"),
+        ("data.jpeg_quality", 1 <= cfg.data.jpeg_quality <= 100, "must be between 1 and 100"),
+        ("data.extract_workers", cfg.data.extract_workers >= 1, "must be >= 1"),
+        ("data.detect_max_side", cfg.data.detect_max_side is None or cfg.data.detect_max_side >= 0, "must be >= 0"),
         ("serve.port", 0 <= cfg.serve.port <= 65535, "must be a TCP port"),
+        ("serve.workers", cfg.serve.workers >= 1, "must be >= 1"),
+        ("serve.max_upload_mb", cfg.serve.max_upload_mb > 0, "must be > 0"),
+        ("gradcam.alpha", 0.0 <= cfg.gradcam.alpha <= 1.0, "must be between 0 and 1"),
+        ("gradcam.batch_size", cfg.gradcam.batch_size >= 1, "must be >= 1"),
     ]
     for key, ok, message in checks:
         if not ok:

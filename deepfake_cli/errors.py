@@ -44,3 +44,11 @@ class InputFileError(DfdetectError):
 
 class DatasetError(DfdetectError):
     """A dataset folder or metadata file is missing or malformed."""
+
+
+class OptionalDependencyError(DfdetectError):
+    """A feature needs a package from an extra that is not installed (e.g. dfdetect[export])."""
+
+
+class ExportError(DfdetectError):
+    """A model could not be exported, or the exported model does not match PyTorch."""

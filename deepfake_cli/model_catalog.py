@@ -6,7 +6,7 @@ from typing import Any
 
 from deepfake_cli.checkpoint import load_checkpoint
 from deepfake_cli.errors import CheckpointError
-from deepfake_cli.model_store import default_model_name, shipped_models
+from deepfake_cli.model_store import default_model_name, resolve_model, shipped_models
 from deepfake_cli.models import create_model, get_model_spec, list_models
 
 
@@ -53,3 +53,24 @@ def trained_models() -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def model_info(name: str | None) -> dict[str, Any]:
+    """Everything known about one trained model: its checkpoint metadata and model card."""
+    path = resolve_model(name)
+    ckpt = load_checkpoint(path)
+    card = path.with_suffix(".md")
+    return {
+        "name": path.stem,
+        "path": str(path),
+        "default": path.stem == default_model_name(),
+        "arch": ckpt["arch"],
+        "model_args": ckpt["model_args"],
+        "labels": ckpt["labels"],
+        "threshold": ckpt["threshold"],
+        "preprocessing": ckpt["preprocessing"],
+        "metrics": ckpt.get("metrics", {}),
+        "provenance": ckpt.get("provenance", {}),
+        "card": str(card) if card.is_file() else None,
+        "card_text": card.read_text(encoding="utf-8") if card.is_file() else None,
+    }

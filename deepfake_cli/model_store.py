@@ -1,8 +1,10 @@
 """Finding trained models: a checkpoint path, or the name of a shipped model.
 
 Shipped models are ``<name>.pt`` files with a ``<name>.md`` model card, looked
-for in ``$DFDETECT_MODELS_DIR`` (if set) and then in the models folder that
-ships with the package.
+for in the user's models folder (``$DFDETECT_MODELS_DIR`` if set, else
+``$XDG_CACHE_HOME/dfdetect/models`` or ``~/.cache/dfdetect/models``: where
+``dfdetect models import`` writes) and then in the models folder that ships
+with the package.
 """
 
 from __future__ import annotations
@@ -18,14 +20,25 @@ from deepfake_cli.models import is_model, list_models
 DEFAULT_MODEL_FILE = "default.json"
 
 
-def model_dirs() -> list[Path]:
-    dirs: list[Path] = []
+def user_models_dir() -> Path:
+    """The user's own models (imported or kept): ``$DFDETECT_MODELS_DIR``, else the user cache."""
     env = os.environ.get("DFDETECT_MODELS_DIR")
     if env:
-        dirs.append(Path(env))
+        return Path(env).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME")
+    return (Path(cache) if cache else Path.home() / ".cache") / "dfdetect" / "models"
+
+
+def model_dirs() -> list[Path]:
+    """Folders searched for models by name, first match wins: the user's, then the shipped ones."""
+    dirs: list[Path] = [user_models_dir()]
     package = Path(__file__).resolve().parent
-    # Installed wheel: package data; source checkout/editable: the repo's models/.
-    dirs += [package / "shipped_models", package.parent / "models"]
+    # Installed wheel: package data. Source checkout (editable install): the repo's
+    # models/, recognised by the pyproject.toml beside it (site-packages may hold an
+    # unrelated top-level "models" folder).
+    dirs.append(package / "shipped_models")
+    if (package.parent / "pyproject.toml").is_file():
+        dirs.append(package.parent / "models")
     return [d for d in dirs if d.is_dir()]
 
 

@@ -75,3 +75,14 @@ def sepcnn_ckpt(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def multiclass_ckpt(tmp_path_factory) -> Path:
     return make_checkpoint(tmp_path_factory.mktemp("ckpt7") / "sepcnn7.pt", num_classes=7)
+
+
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for the test, then back: tiny models run as fast, and a busy machine cannot stall them."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -8,6 +8,11 @@ import typer
 
 from deepfake_cli import __version__
 from deepfake_cli.cli import config_cmd, models_cmd, predict_cmd
+from deepfake_cli.cli import video_cmd
+from deepfake_cli.cli import serve_cmd
+from deepfake_cli.cli import extract_cmd
+from deepfake_cli.cli import gradcam_cmd
+from deepfake_cli.cli import train_cmd, evaluate_cmd
 
 app = typer.Typer(
     name="dfdetect",
@@ -35,8 +40,14 @@ def root(
 
 
 predict_cmd.register(app)
+video_cmd.register(app)
 app.add_typer(models_cmd.app, name="models")
 app.add_typer(config_cmd.app, name="config")
+serve_cmd.register(app)
+extract_cmd.register(app)
+gradcam_cmd.register(app)
+train_cmd.register(app)
+evaluate_cmd.register(app)
 
 
 def main() -> None:

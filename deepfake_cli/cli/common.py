@@ -69,6 +69,33 @@ def prepare_runtime(cfg) -> "Any":
     return resolve_device(cfg.runtime.device)
 
 
+def load_classifier(cfg) -> "Any":
+    """The model of ``model.name`` (or the default one) on the configured device, announced on stderr."""
+    from deepfake_cli.classifier import FaceClassifier
+    from deepfake_cli.model_store import resolve_model
+
+    device = prepare_runtime(cfg)
+    classifier = FaceClassifier.from_checkpoint(resolve_model(cfg.model.name), device=device)
+    if cfg.predict.threshold is not None:
+        classifier.threshold = cfg.predict.threshold
+    stderr.print(
+        f"[dim]model {escape(classifier.name)} ({classifier.arch}), threshold {classifier.threshold:.3f}, "
+        f"device {device}, face detection {'on' if cfg.face.detect else 'off'}[/]"
+    )
+    return classifier
+
+
+def batch_exit_code(summary: "Any", fail_on_fake: bool) -> int:
+    """The exit code of a batch from its ``PredictSummary`` counts (see EXIT_CODES_HELP)."""
+    if summary.processed == 0:
+        return EXIT_FATAL
+    if fail_on_fake and summary.fake:
+        return EXIT_FAKE
+    if summary.errors:
+        return EXIT_PARTIAL
+    return EXIT_OK
+
+
 def stdout_is_tty() -> bool:
     return sys.stdout.isatty()
 
@@ -81,3 +108,36 @@ ModelOption = typer.Option(None, "--model", "-m", help="Checkpoint path or shipp
 JsonOption = typer.Option(False, "--json", help="Write a JSON array to stdout.")
 JsonlOption = typer.Option(False, "--jsonl", help="Write JSON Lines (one record per line) to stdout.")
 CsvOption = typer.Option(False, "--csv", help="Write CSV to stdout.")
+
+# The face pipeline's options, shared by every command that finds faces in images.
+ThresholdOption = typer.Option(None, "--threshold", "-t", help="Decision threshold on p_fake (default: the model's calibrated one).")
+NoDetectOption = typer.Option(False, "--no-detect", "--whole-image", help="Inputs are already face crops: skip face detection.")
+MarginOption = typer.Option(None, "--margin", help="Face crop margin (default: the framing the model was trained on).")
+MinFaceProbOption = typer.Option(None, "--min-face-prob", help="Minimum face detection probability.")
+MinFaceSizeOption = typer.Option(None, "--min-face-size", help="Minimum face size in pixels.")
+LargestFaceOption = typer.Option(False, "--largest-face", help="Only the largest face of each image.")
+ThreadsOption = typer.Option(None, "--threads", help="CPU threads for inference.")
+
+
+def face_overrides(
+    no_detect: bool, margin: Optional[float], min_face_prob: Optional[float], min_face_size: Optional[int], largest_face: bool
+) -> dict[str, Any]:
+    """Config overrides (dotted keys) from the face pipeline's options."""
+    return {
+        "face.detect": False if no_detect else None,
+        "face.margin": margin,
+        "face.min_prob": min_face_prob,
+        "face.min_size": min_face_size,
+        "face.select": "largest" if largest_face else None,
+    }
+
+
+@contextlib.contextmanager
+def progress_task(description: str, total: int) -> Iterator[Any]:
+    """A transient Rich progress bar on stderr; yields ``advance(n)``."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=stderr, transient=True, disable=not stderr.is_terminal) as progress:
+        task = progress.add_task(escape(description), total=total)
+        yield lambda n: progress.advance(task, n)

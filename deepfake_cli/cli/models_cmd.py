@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+from typing import Any, List, Optional
+
 import typer
 
-from deepfake_cli.cli.common import handle_errors
+from deepfake_cli.cli.common import handle_errors, stderr
 
-app = typer.Typer(help="List architectures and trained models.", no_args_is_help=True)
+app = typer.Typer(help="List, import and export architectures and trained models.", no_args_is_help=True)
+import_app = typer.Typer(
+    help="Convert published or older weights into a dfdetect checkpoint (kept in your models folder by default).",
+    no_args_is_help=True,
+)
+app.add_typer(import_app, name="import")
 
 
 @app.command("list")
@@ -44,3 +53,183 @@ def list_cmd(
         if not trained:
             table.caption = "none installed: train one with 'dfdetect train' or import one with 'dfdetect models import'"
         console.print(table)
+
+
+@app.command("info")
+def info_cmd(
+    name: Optional[str] = typer.Argument(None, help="Shipped/kept model name or checkpoint path (default: the default model)."),
+    json_: bool = typer.Option(False, "--json", help="Print the checkpoint's description as JSON instead of the model card."),
+) -> None:
+    """Print a model's card (data, recipe, metrics, limitations), or its checkpoint description."""
+    from deepfake_cli.model_catalog import model_info
+    from deepfake_cli.output import dumps
+
+    with handle_errors():
+        info = model_info(name)
+        if json_:
+            typer.echo(dumps(info, indent=2))
+        elif info["card_text"] is not None:
+            typer.echo(info["card_text"].rstrip())
+        else:
+            stderr.print(f"[yellow]{info['name']} has no model card; its checkpoint says:[/]")
+            typer.echo(dumps({k: v for k, v in info.items() if k != "card_text"}, indent=2))
+
+
+OutOption = typer.Option(
+    None, "--out", "-o", help="Checkpoint to write (default: NAME.pt in your models folder, listed by 'models list')."
+)
+NameOption = typer.Option(None, "--name", help="Model name in your models folder (default: from the file name).")
+ForceOption = typer.Option(False, "--force", "-f", help="Overwrite an existing file.")
+ImportJsonOption = typer.Option(False, "--json", help="Print the imported checkpoint's description as JSON.")
+
+
+def _import_destination(source: Path, out: Optional[Path], name: Optional[str], force: bool) -> Path:
+    from deepfake_cli.errors import UsageError
+    from deepfake_cli.model_store import user_models_dir
+
+    if out is not None and name is not None:
+        raise UsageError("give --out or --name, not both")
+    if out is None:
+        name = name or re.sub(r"[^a-z0-9_.-]+", "_", source.stem.lower()).strip("_.") or "model"
+        out = user_models_dir() / f"{name}.pt"
+    if out.exists() and not force:
+        raise UsageError(f"{out} exists; pass --force to overwrite it")
+    return out
+
+
+def _write_import(checkpoint: dict[str, Any], destination: Path, json_: bool) -> None:
+    from deepfake_cli.checkpoint import save_checkpoint
+    from deepfake_cli.model_store import user_models_dir
+    from deepfake_cli.output import dumps
+
+    path = save_checkpoint(checkpoint, destination)
+    in_store = path.resolve().parent == user_models_dir().resolve()
+    reference = path.stem if in_store else str(path)
+    summary = {
+        "name": path.stem,
+        "path": str(path),
+        "in_models_dir": in_store,
+        "arch": checkpoint["arch"],
+        "labels": checkpoint["labels"],
+        "threshold": checkpoint["threshold"],
+        "preprocessing": checkpoint["preprocessing"],
+        "metrics": checkpoint["metrics"],
+        "provenance": checkpoint["provenance"],
+    }
+    if json_:
+        typer.echo(dumps(summary, indent=2))
+        return
+    typer.echo(f"imported {checkpoint['provenance'].get('source_file')} as {checkpoint['arch']} -> {path}")
+    stderr.print(f"use it with: dfdetect predict IMAGE -m {reference}")
+
+
+@import_app.command("mesonet")
+def import_mesonet_cmd(
+    path: Path = typer.Argument(..., help="Published MesoNet Keras weights, e.g. Meso4_DF.h5 (DariusAf/MesoNet).", dir_okay=False),
+    arch: Optional[str] = typer.Option(
+        None, "--arch", help="mesonet4 or mesoinception4 (default: recognised from the file)."
+    ),
+    out: Optional[Path] = OutOption,
+    name: Optional[str] = NameOption,
+    force: bool = ForceOption,
+    json_: bool = ImportJsonOption,
+) -> None:
+    """MesoNet .h5 (Keras, read with h5py; no TensorFlow) -> mesonet4/mesoinception4 checkpoint.
+
+    The published sigmoid output is P(real); the checkpoint reproduces it as
+    labels (real, fake), threshold 0.5, input 256x256 in [0, 1]. MesoNet was
+    trained on face crops: use --no-detect on crops; on photos faces are found
+    and cropped with margin 0.3, square.
+    """
+    with handle_errors():
+        from deepfake_cli.import_keras import import_mesonet
+
+        destination = _import_destination(path, out, name, force)
+        _write_import(import_mesonet(path, arch), destination, json_)
+
+
+def _seed_command(source: str, arch: str):
+    def command(
+        path: Path = typer.Argument(..., help="The first report's checkpoint (.pth).", dir_okay=False),
+        out: Optional[Path] = OutOption,
+        name: Optional[str] = NameOption,
+        force: bool = ForceOption,
+        json_: bool = ImportJsonOption,
+    ) -> None:
+        with handle_errors():
+            from deepfake_cli.import_seed import import_seed
+
+            destination = _import_destination(path, out, name, force)
+            _write_import(import_seed(path, source), destination, json_)
+
+    command.__doc__ = (
+        f"First report's {arch} checkpoint ({{model_state_dict, best_val_acc, epoch}}; class 0 real, 1 fake) "
+        f"-> {arch} checkpoint.\n\nLoaded with weights_only=True: a file that could run code is refused."
+    )
+    return command
+
+
+for _source, _arch in (("seed-resnet18", "resnet18"), ("seed-cnn", "cnn"), ("seed-cnn-small", "cnn_small")):
+    import_app.command(_source)(_seed_command(_source, _arch))
+
+
+@app.command("export")
+def export_cmd(
+    checkpoint: str = typer.Argument(..., help="Checkpoint path or model name."),
+    format_: str = typer.Option(..., "--format", "-F", help="onnx (opset >= 17, dynamic batch) or torchscript."),
+    quantize: Optional[str] = typer.Option(None, "--quantize", help="dynamic: INT8 weights for CPU/edge."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="File to write (default: ./NAME[.int8].onnx or .torchscript)."
+    ),
+    verify_on: Optional[List[str]] = typer.Option(
+        None, "--verify-on", help="Face crops (files, folders, globs) to compare the export with PyTorch on; "
+        "default: seeded random images. Repeatable; at most 32 images are used.",
+    ),
+    tolerance: Optional[float] = typer.Option(
+        None, "--tolerance", help="Max abs probability difference allowed (default 1e-4; INT8: report only)."
+    ),
+    opset: int = typer.Option(17, "--opset", help="ONNX opset (17 or newer)."),
+    json_: bool = typer.Option(False, "--json", help="Print the result and its verification as JSON."),
+) -> None:
+    """Export a checkpoint to ONNX or TorchScript and verify it against PyTorch (max abs diff).
+
+    The exported graph takes the preprocessed float batch (NCHW, the
+    checkpoint's size and normalisation) and returns logits; labels,
+    preprocessing and threshold are stored in the file's metadata.
+    """
+    with handle_errors():
+        from deepfake_cli.export import export_checkpoint
+        from deepfake_cli.model_store import resolve_model
+        from deepfake_cli.output import dumps
+
+        source = resolve_model(checkpoint)
+        crops = _verification_crops(verify_on) if verify_on else None
+        result = export_checkpoint(source, format_, out, quantize, crops=crops, tolerance=tolerance, opset=opset)
+        if json_:
+            typer.echo(dumps(result.to_dict(), indent=2))
+            return
+        v = result.verification
+        typer.echo(
+            f"wrote {result.path} ({result.format}{', INT8 dynamic' if result.quantize else ''}, "
+            f"{result.size_bytes / 1e6:.2f} MB; checkpoint {(result.checkpoint_size_bytes or 0) / 1e6:.2f} MB)"
+        )
+        typer.echo(
+            f"verified on {v.inputs} {v.input_kind}: max |diff| logits {v.max_abs_diff_logits:.2e}, "
+            f"probabilities {v.max_abs_diff_probs:.2e}, same label {v.label_agreement:.0%}"
+        )
+
+
+VERIFY_MAX_IMAGES = 32
+
+
+def _verification_crops(sources: List[str]) -> list:
+    from itertools import islice
+
+    from deepfake_cli.errors import NoInputsError
+    from deepfake_cli.images import IMAGE_EXTENSIONS, load_image
+    from deepfake_cli.sources import expand_sources
+
+    paths = list(islice(expand_sources(sources, IMAGE_EXTENSIONS), VERIFY_MAX_IMAGES))
+    if not paths:
+        raise NoInputsError(f"--verify-on {' '.join(sources)}: no images found")
+    return [load_image(p) for p in paths]

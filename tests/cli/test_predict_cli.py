@@ -89,10 +89,10 @@ def test_no_detect_multiclass_reports_method(tmp_path, multiclass_ckpt):
 @pytest.mark.parametrize(
     "args, code, needle",
     [
-        (["predict", "{missing}"], 1, "no default model"),
+        (["predict", "{missing}", "-m", "{missing_model}"], 1, "model file not found"),
         (["predict", "{missing}", "-m", "resnet18"], 1, "architecture, not a trained model"),
         (["predict", "{missing}", "-m", "{ckpt}", "--json", "--csv"], 2, "choose one output format"),
-        (["predict", "{empty_dir}", "-m", "{ckpt}"], 1, "no image files found"),
+        (["predict", "{empty_dir}", "-m", "{ckpt}"], 1, "no image or video files found"),
         (["predict", "{missing}", "-m", "{ckpt}", "--jsonl"], 1, "no such file"),
         (["predict", "{missing}", "-m", "{ckpt}", "--threshold", "2"], 2, "predict.threshold"),
     ],
@@ -100,7 +100,8 @@ def test_no_detect_multiclass_reports_method(tmp_path, multiclass_ckpt):
 def test_fatal_and_usage_errors(tmp_path, sepcnn_ckpt, args, code, needle, monkeypatch):
     monkeypatch.setenv("DFDETECT_MODELS_DIR", str(tmp_path / "no_models"))
     (tmp_path / "empty").mkdir()
-    fill = {"missing": str(tmp_path / "missing.jpg"), "ckpt": str(sepcnn_ckpt), "empty_dir": str(tmp_path / "empty")}
+    fill = {"missing": str(tmp_path / "missing.jpg"), "ckpt": str(sepcnn_ckpt), "empty_dir": str(tmp_path / "empty"),
+            "missing_model": str(tmp_path / "missing.pt")}
     result = runner.invoke(app, [a.format(**fill) for a in args])
     assert result.exit_code == code, result.output
     assert needle in result.output
