@@ -137,7 +137,9 @@ class VideoConfig:
     # at 960, boxes match full-frame MTCNN's (IoU >= 0.9) on 720p video; 640 is
     # ~25% faster per frame but lets a few boxes drift below that.
     detect_max_side: int | None = 960
-    detect_batch: int = 8
+    # Sampled frames per detection batch (unset: 8 on a GPU; 2 on the CPU, where
+    # batching MTCNN saves no time and multiplies its working memory).
+    detect_batch: int | None = None
     # Detection threads, one torch thread each (unset: one per core, at most 4; 1 on a GPU).
     detect_workers: int | None = None
     track_iou: float = 0.3
@@ -420,7 +422,7 @@ def validate(cfg: Config) -> None:
         ("video.start", cfg.video.start is None or cfg.video.start >= 0, "must be >= 0 seconds"),
         ("video.end", cfg.video.end is None or cfg.video.end > (cfg.video.start or 0.0), "must be after video.start"),
         ("video.detect_max_side", cfg.video.detect_max_side is None or cfg.video.detect_max_side >= 64, "must be >= 64"),
-        ("video.detect_batch", cfg.video.detect_batch >= 1, "must be >= 1"),
+        ("video.detect_batch", cfg.video.detect_batch is None or cfg.video.detect_batch >= 1, "must be >= 1"),
         ("video.detect_workers", cfg.video.detect_workers is None or cfg.video.detect_workers >= 1, "must be >= 1"),
         ("video.track_iou", 0.0 < cfg.video.track_iou <= 1.0, "must be in (0, 1]"),
         ("video.track_max_missed", cfg.video.track_max_missed >= 0, "must be >= 0"),
