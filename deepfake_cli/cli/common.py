@@ -96,10 +96,6 @@ def batch_exit_code(summary: "Any", fail_on_fake: bool) -> int:
     return EXIT_OK
 
 
-def stdout_is_tty() -> bool:
-    return sys.stdout.isatty()
-
-
 ConfigOption = typer.Option(
     None, "--config", "-c", help="TOML or YAML config file (see 'dfdetect config show').", exists=False, dir_okay=False
 )
