@@ -9,7 +9,9 @@ held since the last sampled frame on every frame and write the annotated video.
 dfdetect: :func:`deepfake_cli.video.scan_video` with the default video config
 (sequential decoding with ``grab()`` past unsampled frames in a background
 thread, detection on frames shrunk to ``video.detect_max_side`` by one
-single-threaded MTCNN per core, classification batched across frames,
+single-threaded worker per core, with MTCNN's resampling batched and, between
+whole-frame searches every ``video.redetect_every`` seconds, a search only
+around the faces of the sampled frame before, classification batched across frames,
 tracking, drawing and encoding in a background thread).
 
 The naive pipeline runs at each of ``--naive-threads`` torch thread counts (2:
@@ -226,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="torch thread counts to run the naive pipeline with (2: as a script runs it on 2 cores; "
                         "1: its best setting on a busy machine)")
     parser.add_argument("--detect-max-side", type=int, default=None, help="override video.detect_max_side")
+    parser.add_argument("--redetect", type=float, default=None, help="override video.redetect_every (0: search every sampled frame whole)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
     if not args.video.is_file():
@@ -241,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="video_bench_"))
     ckpt, model_name = resolve_checkpoint(args.model, args.arch, tmp)
-    cfg = load_config(overrides={"video.every": args.every, "video.detect_max_side": args.detect_max_side})
+    cfg = load_config(overrides={"video.every": args.every, "video.detect_max_side": args.detect_max_side,
+                                 "video.redetect_every": args.redetect})
     classifier = FaceClassifier.from_checkpoint(ckpt)
     pipeline = video_pipeline(classifier, cfg)
     info = video_info(args.video)
@@ -308,7 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"annotated video readable, with the input's frame count and size: {annotated_ok}")
     summary = typical("dfdetect csv")["summary"]
     print(f"dfdetect verdict: {summary['verdict']}, p_fake {summary['p_fake']} ({summary['aggregate']}), "
-          f"{len(summary['tracks'])} track(s)")
+          f"{len(summary['tracks'])} track(s); sampled frames searched whole {summary['frames']['searched_whole']}, "
+          f"around tracked faces {summary['frames']['searched_near']} (video.redetect_every {cfg.video.redetect_every} s)")
     if args.json:
         args.json.write_text(json.dumps({
             "video": str(args.video), "every": args.every, "model": model_name, "threads": args.threads,

@@ -74,6 +74,9 @@ class ModelConfig:
     name: str | None = None
     arch: str = "resnet18"
     pretrained: bool = False
+    # Training starts from this checkpoint's weights (a path or shipped model name,
+    # e.g. a 'dfdetect models import' output) instead of random or ImageNet ones.
+    init: str | None = None
     num_classes: int | None = None
 
 
@@ -142,6 +145,12 @@ class VideoConfig:
     detect_batch: int | None = None
     # Detection threads, one torch thread each (unset: one per core, at most 4; 1 on a GPU).
     detect_workers: int | None = None
+    # Seconds between whole-frame face searches; the sampled frames in between are
+    # searched around the faces of the frame before (same boxes, ~5x cheaper), and
+    # whole again when a face is not found there. 0: every sampled frame whole.
+    redetect_every: float = 2.0
+    # Size of that search window, in face sizes (the longer side of the box).
+    track_reach: float = 2.0
     track_iou: float = 0.3
     # A track ends after this many sampled frames without a matching face.
     track_max_missed: int = 5
@@ -425,6 +434,8 @@ def validate(cfg: Config) -> None:
         ("video.detect_batch", cfg.video.detect_batch is None or cfg.video.detect_batch >= 1, "must be >= 1"),
         ("video.detect_workers", cfg.video.detect_workers is None or cfg.video.detect_workers >= 1, "must be >= 1"),
         ("video.track_iou", 0.0 < cfg.video.track_iou <= 1.0, "must be in (0, 1]"),
+        ("video.redetect_every", cfg.video.redetect_every >= 0.0, "must be >= 0 (0: search every sampled frame whole)"),
+        ("video.track_reach", cfg.video.track_reach >= 1.0, "must be >= 1 (face sizes)"),
         ("video.track_max_missed", cfg.video.track_max_missed >= 0, "must be >= 0"),
         ("video.min_track_faces", cfg.video.min_track_faces >= 1, "must be >= 1"),
         ("data.sample_every", cfg.data.sample_every >= 1, "must be >= 1"),

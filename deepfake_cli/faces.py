@@ -11,7 +11,6 @@ was trained on.
 from __future__ import annotations
 
 import math
-import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -19,6 +18,9 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 import torch
+
+from deepfake_cli.mtcnn import detect_faces
+from deepfake_cli.tracking import box_iou
 
 # MTCNN's P-Net sees 12x12 windows: it cannot find smaller faces than that.
 MTCNN_MIN_FACE = 12
@@ -190,8 +192,6 @@ class FaceDetector:
         # tensors: MTCNN detects about 1.7x faster.
         self._mtcnn.to(memory_format=torch.channels_last)
         self._mtcnn.eval()
-        # MTCNN keeps per-call state (min_face_size); serve calls from threads.
-        self._lock = threading.Lock()
 
     def scale_for(self, height: int, width: int) -> float:
         if not self.max_side or max(height, width) <= self.max_side:
@@ -215,6 +215,42 @@ class FaceDetector:
     def detect_one(self, image: np.ndarray) -> list[Face]:
         return self.detect([image])[0]
 
+    def detect_near(self, image: np.ndarray, boxes: Sequence[Sequence[float]], reach: float) -> list[Face] | None:
+        """Faces near ``boxes`` (where tracked faces were), or None when one of them is gone.
+
+        MTCNN searches a square ``reach`` times each box's longer side around
+        its centre, on the whole image's pyramid grid, so a face found there
+        gets the box a whole-image detection gives it (see
+        :mod:`deepfake_cli.mtcnn`) at a fraction of the cost. None tells the
+        caller to detect on the whole image: a face moved further, or left.
+        """
+        h, w = image.shape[:2]
+        scale = self.scale_for(h, w)
+        small = self._scaled(image, scale)[None]
+        min_face = pyramid_min_face(self.min_size, scale, self._mtcnn.factor)
+        if not boxes or min(small.shape[1:3]) < min_face:
+            return None
+        faces: list[Face] = []
+        for box in boxes:
+            x1, y1, x2, y2 = (float(v) * scale for v in box)
+            half = max(x2 - x1, y2 - y1) * reach / 2.0
+            cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
+            with torch.inference_mode():
+                found, points = detect_faces(self._mtcnn, small, min_face, window=(cx - half, cy - half, cx + half, cy + half))
+            near = self._filter(found[0][:, :4], found[0][:, 4], points[0], scale, select_largest=False)
+            if not near:
+                return None
+            faces.extend(near)
+        # Windows of faces close together find the same face, with the same box.
+        unique: list[Face] = []
+        for face in sorted(faces, key=lambda f: -(f.prob or 0.0)):
+            if all(box_iou(face.box, kept.box) < 0.7 for kept in unique):
+                unique.append(face)
+        unique.sort(key=lambda f: f.area, reverse=True)
+        if self.select == "largest":
+            unique = unique[:1]
+        return unique
+
     @staticmethod
     def _scaled(image: np.ndarray, scale: float) -> np.ndarray:
         if scale == 1.0:
@@ -227,12 +263,11 @@ class FaceDetector:
         if min(batch.shape[1:3]) < min_face:
             # No face that large fits; MTCNN's image pyramid would be empty and it raises.
             return [(None, None, None)] * len(batch)
-        with self._lock, torch.inference_mode():
-            self._mtcnn.min_face_size = min_face
-            boxes, probs, points = self._mtcnn.detect(batch, landmarks=True)
-        return list(zip(boxes, probs, points))
+        with torch.inference_mode():
+            boxes, points = detect_faces(self._mtcnn, batch, min_face)
+        return [(b[:, :4], b[:, 4], p) for b, p in zip(boxes, points)]
 
-    def _filter(self, boxes, probs, points, scale: float) -> list[Face]:
+    def _filter(self, boxes, probs, points, scale: float, select_largest: bool = True) -> list[Face]:
         if boxes is None or len(boxes) == 0:
             return []
         faces: list[Face] = []
@@ -252,7 +287,7 @@ class FaceDetector:
                 continue
             faces.append(face)
         faces.sort(key=lambda f: f.area, reverse=True)
-        if self.select == "largest" and len(faces) > 1:
+        if select_largest and self.select == "largest" and len(faces) > 1:
             self.stats.not_largest += len(faces) - 1
             faces = faces[:1]
         return faces

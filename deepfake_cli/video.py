@@ -152,10 +152,11 @@ class _Pending:
 
 @dataclass
 class _Batch:
-    """Frames in order (sampled or only to be drawn) and the detection of the sampled ones."""
+    """Frames in order (sampled or only to be drawn) and the detection of each sampled one."""
 
     pending: list[_Pending]
-    detection: "Future[tuple[list[np.ndarray], list[list[Face]]]] | None"
+    detections: "list[Future[tuple[np.ndarray, list[Face]]]]"
+    nbytes: int = 0
 
 
 @contextlib.contextmanager
@@ -261,14 +262,18 @@ class _VideoScan:
         step = wanted[-1] - wanted[-2] if len(wanted) > 1 else 1
         self.hold_until = wanted[-1] + step
         self.held: list[DrawnFace] = []
-        pool = _DetectionPool(self.pipeline, self.cfg.detect_workers, self.timer)
+        pool = _DetectionPool(self.pipeline, self.cfg.detect_workers, self.timer, self.cfg.track_reach)
         # Detection workers keep the cores busy; classification takes what is left.
         self.classify_threads = max(1, torch.get_num_threads() - pool.workers)
         # Spread short videos over every worker; at most detect_batch frames per batch.
         batch_size = max(1, min(pool.batch_size(self.cfg.detect_batch), -(-len(wanted) // pool.workers)))
         max_bytes = IN_FLIGHT_MAX_BYTES // (pool.workers + 1)
         self.inflight: deque[_Batch] = deque()
+        self.inflight_bytes = 0
         source = _Prefetch(make_frames, self.timer)
+        segment: _Segment | None = None
+        segment_start = 0.0
+        redetect = self.cfg.redetect_every
         try:
             if self.annotate_path is not None:
                 # Sized by the first decoded frame: OpenCV turns rotated videos upright.
@@ -277,17 +282,26 @@ class _VideoScan:
                     label=f"video p_fake ({self.cfg.aggregate})",
                 )
             pending: list[_Pending] = []
-            n_sampled = n_bytes = 0
+            detections: list[Future] = []
+            n_bytes = 0
             for index, timestamp, frame in source:
                 is_sampled = sampled is None or index in sampled
-                pending.append(_Pending(index, timestamp, frame, is_sampled))
-                n_sampled += is_sampled
+                item = _Pending(index, timestamp, frame, is_sampled)
+                pending.append(item)
+                if is_sampled:
+                    if segment is None or not redetect or timestamp - segment_start >= redetect:
+                        if segment is not None:
+                            segment.close()
+                        segment, segment_start = pool.start_segment(), timestamp
+                    detections.append(segment.add(frame))
                 n_bytes += frame.nbytes
                 self.decoded += 1
-                if n_sampled >= batch_size or n_bytes >= max_bytes:
-                    self._submit(pool, pending)
-                    pending, n_sampled, n_bytes = [], 0, 0
-            self._submit(pool, pending)
+                if len(detections) >= batch_size or n_bytes >= max_bytes:
+                    self._submit(pool, pending, detections, n_bytes)
+                    pending, detections, n_bytes = [], [], 0
+            if segment is not None:
+                segment.close()
+            self._submit(pool, pending, detections, n_bytes)
             while self.inflight:
                 self._complete(self.inflight.popleft())
             annotated = self.annotator.finish() if self.annotator is not None else None
@@ -298,29 +312,33 @@ class _VideoScan:
         finally:
             source.close()
             pool.close()
+            self.searched = dict(pool.searched)
         if self.sampled_done == 0:
             raise InputFileError(f"{self.path}: no frame could be decoded")
         summary = self._summary(options, annotated)
         return VideoResult(self.path, summary, self.rows if self.keep_rows else [])
 
-    def _submit(self, pool: "_DetectionPool", pending: list[_Pending]) -> None:
-        """Start detecting a batch; score the oldest batches while too many are in flight."""
+    def _submit(self, pool: "_DetectionPool", pending: list[_Pending], detections: list[Future], nbytes: int) -> None:
+        """Queue a batch; score the oldest batches while too many frames are held."""
         if not pending:
             return
-        frames = [p.frame for p in pending if p.sampled]
-        self.inflight.append(_Batch(pending, pool.submit(frames) if frames else None))
-        while len(self.inflight) > pool.workers:
+        self.inflight.append(_Batch(pending, detections, nbytes))
+        self.inflight_bytes += nbytes
+        while len(self.inflight) > 1 and self.inflight_bytes > IN_FLIGHT_MAX_BYTES:
             self._complete(self.inflight.popleft())
 
     def _complete(self, batch: "_Batch") -> None:
         """Classify a detected batch, track, emit rows, and pass its frames to the encoder (in order)."""
+        self.inflight_bytes -= batch.nbytes
         todo = [p for p in batch.pending if p.sampled]
         drawn: dict[int, list[DrawnFace]] = {}
-        if batch.detection is not None:
-            images, faces = batch.detection.result()
+        if batch.detections:
+            detected = [future.result() for future in batch.detections]
+            images = [image for image, _ in detected]
+            faces = [found for _, found in detected]
             with self.timer.time("classify"), _intra_op_threads(self.classify_threads):
                 results = self.pipeline.classify_faces(images, faces)
-            del images
+            del images, detected
             for item, frame_results in zip(todo, results):
                 drawn[item.index] = self._record_frame(item, frame_results)
         if self.annotator is not None:
@@ -411,6 +429,8 @@ class _VideoScan:
                 "decoded": self.decoded,
                 "sampled": self.sampled_done,
                 "with_face": self.with_face,
+                "searched_whole": self.searched["whole"],
+                "searched_near": self.searched["near"],
             },
             "video_info": self.info.to_dict(),
             "sampling": {k: v for k, v in options.items() if v is not None},
@@ -528,18 +548,40 @@ def predict_paths(
 
 
 # -- background decoding, detection and encoding ----------------------------------------------
+class _Segment:
+    """Sampled frames from one whole-frame detection to the next, detected in order by one worker."""
+
+    def __init__(self) -> None:
+        self.frames: queue.SimpleQueue = queue.SimpleQueue()
+        self.closed = False
+
+    def add(self, frame_bgr: np.ndarray) -> "Future[tuple[np.ndarray, list[Face]]]":
+        future: Future = Future()
+        self.frames.put((frame_bgr, future))
+        return future
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.frames.put(None)
+
+
 class _DetectionPool:
-    """Face detection in worker threads, each with its own detector and one torch thread.
+    """Face detection in worker threads, each with one torch thread, one segment at a time.
 
     MTCNN is hundreds of tiny tensor ops per frame: split across threads inside
     each op, the threads mostly wait for each other (and stall badly when the
-    machine is busy), so whole batches go to separate single-threaded workers
-    instead. Results come back as futures; the scan consumes them in order.
+    machine is busy), so segments of frames go to separate single-threaded
+    workers instead. In a segment, each frame after the first is searched only
+    around the faces found in the frame before (:meth:`FaceDetector.detect_near`),
+    and whole when a face is not found there. Results come back as futures,
+    one per frame; the scan consumes them in order.
     """
 
-    def __init__(self, pipeline: FacePipeline, workers: int | None, timer: StageTimer):
+    def __init__(self, pipeline: FacePipeline, workers: int | None, timer: StageTimer, reach: float):
         self.pipeline = pipeline
         self.timer = timer
+        self.reach = reach
         detector = pipeline.detector
         on_gpu = detector is not None and torch.device(detector.device).type != "cpu"
         if workers is None:
@@ -547,9 +589,9 @@ class _DetectionPool:
             workers = 1 if single else max(1, min(MAX_AUTO_DETECT_WORKERS, torch.get_num_threads()))
         self.workers = workers
         self.on_gpu = on_gpu
-        self._local = threading.local()
-        self._clones: list[FaceDetector] = []
-        self._lock = threading.Lock()
+        self._segments: list[_Segment] = []
+        # Sampled frames searched whole, and around tracked faces only.
+        self.searched = {"whole": 0, "near": 0}
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="dfdetect-detect", initializer=self._start_worker)
 
     def batch_size(self, configured: int | None) -> int:
@@ -558,31 +600,44 @@ class _DetectionPool:
     def _start_worker(self) -> None:
         if _PER_THREAD_TORCH_THREADS:
             torch.set_num_threads(1)
-        d = self.pipeline.detector
-        if d is not None:
-            # MTCNN keeps per-call state behind a lock: one detector per worker.
-            clone = FaceDetector(device=d.device, min_prob=d.min_prob, min_size=d.min_size,
-                                 max_side=d.max_side, select=d.select)
-            self._local.detector = clone
-            with self._lock:
-                self._clones.append(clone)
 
-    def _detect(self, frames_bgr: list[np.ndarray]) -> tuple[list[np.ndarray], list[list[Face]]]:
-        start = time.perf_counter()
-        images = [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames_bgr]
-        detector = getattr(self._local, "detector", None)
-        faces = detector.detect(images) if detector is not None else self.pipeline.find_faces(images)
-        self.timer.add("detect", time.perf_counter() - start)
-        return images, faces
+    def start_segment(self) -> _Segment:
+        segment = _Segment()
+        self._segments = [s for s in self._segments if not s.closed] + [segment]
+        self._executor.submit(self._run_segment, segment)
+        return segment
 
-    def submit(self, frames_bgr: list[np.ndarray]) -> "Future[tuple[list[np.ndarray], list[list[Face]]]]":
-        return self._executor.submit(self._detect, frames_bgr)
+    def _run_segment(self, segment: _Segment) -> None:
+        detector = self.pipeline.detector
+        previous: list[Face] = []
+        while True:
+            item = segment.frames.get()
+            if item is None:
+                return
+            frame_bgr, future = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            start = time.perf_counter()
+            try:
+                image = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
+                if detector is None:
+                    faces = self.pipeline.find_faces([image])[0]
+                else:
+                    near = detector.detect_near(image, [f.box for f in previous], self.reach) if previous else None
+                    faces = near if near is not None else detector.detect([image])[0]
+                    self.searched["near" if near is not None else "whole"] += 1
+                previous = faces
+                future.set_result((image, faces))
+            except BaseException as exc:  # handed to the scan with this frame
+                future.set_exception(exc)
+            finally:
+                self.timer.add("detect", time.perf_counter() - start)
 
     def close(self) -> None:
+        for segment in self._segments:
+            segment.close()
         self._executor.shutdown(wait=True, cancel_futures=True)
-        if self.pipeline.detector is not None:
-            for clone in self._clones:
-                self.pipeline.detector.stats.add(clone.stats)
+
 
 _END = object()
 

@@ -47,7 +47,8 @@ def test_rows_follow_the_sampling_and_summary_holds_a_verdict(pipeline_004):
         assert r["method"] is None  # binary model
     s = result.summary
     assert s["status"] == "ok" and s["verdict"] in ("real", "fake")
-    assert s["frames"] == {"total": 309, "decoded": 4, "sampled": 4, "with_face": 4}
+    # Samples 3.3 s apart, more than video.redetect_every: each frame searched whole.
+    assert s["frames"] == {"total": 309, "decoded": 4, "sampled": 4, "with_face": 4, "searched_whole": 4, "searched_near": 0}
     assert set(s["p_fake_by_aggregate"]) == {"mean", "max", "confident"}
     assert s["p_fake"] == s["p_fake_by_aggregate"]["confident"]
     assert s["tracks"][0]["faces"] >= 4 and s["tracks"][0]["first_frame"] == 0
@@ -56,6 +57,26 @@ def test_rows_follow_the_sampling_and_summary_holds_a_verdict(pipeline_004):
     # predict's one record per video.
     record = predict_record(s)
     assert record["kind"] == "video" and record["verdict"] == s["verdict"] and record["p_fake"] == s["p_fake"]
+
+
+def test_search_around_tracked_faces_gives_whole_frame_boxes(sepcnn_ckpt):
+    """Between whole-frame searches (every 2 s) frames are searched around the faces before:
+    fewer whole searches, the same faces and boxes as searching every frame whole."""
+    need_shared(ORIGINAL_004)
+    boxes = {}
+    for redetect in (0.0, 2.0):
+        pipeline, cfg = make_pipeline(sepcnn_ckpt, **{"video.every": 10, "video.end": 6.0, "video.redetect_every": redetect})
+        result = scan_video(ORIGINAL_004, pipeline, cfg.video)
+        frames = result.summary["frames"]
+        assert frames["searched_whole"] + frames["searched_near"] == frames["sampled"] >= 15
+        boxes[redetect] = {r["frame"]: (r["x1"], r["y1"], r["x2"], r["y2"]) for r in result.rows if r["status"] == "face"}
+        if redetect == 0.0:
+            assert frames["searched_near"] == 0
+        else:
+            assert frames["searched_whole"] <= 5 and frames["searched_near"] >= frames["sampled"] - 5
+    assert boxes[0.0].keys() == boxes[2.0].keys() and len(boxes[0.0]) == frames["sampled"]
+    same = [np.allclose(boxes[0.0][f], boxes[2.0][f], atol=0.2) for f in boxes[0.0]]
+    assert sum(same) >= len(same) - 1, same
 
 
 @pytest.mark.parametrize(

@@ -59,6 +59,9 @@ def video(
     detect_max_side: Optional[int] = typer.Option(
         None, "--detect-max-side", help="Detect faces on frames shrunk to this longer side, boxes mapped back (default 960)."
     ),
+    redetect: Optional[float] = typer.Option(
+        None, "--redetect", help="Seconds between whole-frame face searches; frames in between are searched around tracked faces (default 2; 0: every sampled frame whole)."
+    ),
     no_detect: bool = NoDetectOption,
     margin: Optional[float] = MarginOption,
     min_face_prob: Optional[float] = MinFaceProbOption,
@@ -104,6 +107,7 @@ def video(
                 "video.end": end,
                 "video.aggregate": aggregate,
                 "video.detect_max_side": detect_max_side,
+                "video.redetect_every": redetect,
                 **face_overrides(no_detect, margin, min_face_prob, min_face_size, largest_face),
             },
         )
