@@ -50,6 +50,7 @@ from deepfake_cli.faces import FaceFraming
 from deepfake_cli.labels import real_index
 from deepfake_cli.metrics import binary_metrics, choose_threshold
 from deepfake_cli.models import create_model, get_model_spec
+from deepfake_cli.provenance import file_sha256
 from deepfake_cli.rundir import next_run_dir
 from deepfake_cli.runtime import configure_threads, resolve_device, seed_everything
 from deepfake_cli.transforms import build_eval_transform, build_train_transform, norm_tensors, normalize
@@ -167,10 +168,21 @@ class Trainer:
 
         # Model and preprocessing ---------------------------------------------
         arch = cfg.model.arch
+        # Weights to fine-tune (resumed weights replace them anyway).
+        init_ckpt = self._init_checkpoint() if resume_ckpt is None else None
         self.preprocessing = self.spec.preprocessing(tc.input_size)
+        if init_ckpt is not None:
+            # The weights were learnt on inputs normalised this way.
+            pre = init_ckpt["preprocessing"]
+            self.preprocessing.update(mean=list(pre["mean"]), std=list(pre["std"]),
+                                      input_size=int(tc.input_size or pre["input_size"]))
         self.input_size = int(self.preprocessing["input_size"])
-        pretrained = cfg.model.pretrained and resume_ckpt is None  # resumed weights replace them anyway
-        self.model = create_model(arch, num_classes=self.num_classes, pretrained=pretrained).to(device)
+        pretrained = cfg.model.pretrained and resume_ckpt is None and init_ckpt is None
+        self.model = create_model(arch, num_classes=self.num_classes, pretrained=pretrained)
+        self.init_provenance = None
+        if init_ckpt is not None:
+            self.init_provenance = self._load_init(init_ckpt)
+        self.model = self.model.to(device)
         _check_input_size(self.model, arch, self.input_size, device)
         self.channels_last = tc.channels_last
         if self.channels_last:
@@ -232,6 +244,40 @@ class Trainer:
         self._describe()
 
     # ------------------------------------------------------------------ setup helpers
+    def _init_checkpoint(self) -> dict[str, Any] | None:
+        spec = self.cfg.model.init
+        if not spec:
+            return None
+        from deepfake_cli.model_store import resolve_model
+
+        path = resolve_model(spec)
+        ckpt = load_checkpoint(path)
+        if ckpt["arch"] != self.cfg.model.arch:
+            raise UsageError(f"--init {spec} holds a {ckpt['arch']} model, not {self.cfg.model.arch}: pass --arch {ckpt['arch']}")
+        ckpt["_path"] = str(path)
+        return ckpt
+
+    def _load_init(self, ckpt: Mapping[str, Any]) -> dict[str, Any]:
+        """Copy the init checkpoint's weights; a head of another size (other labels) stays fresh."""
+        own = self.model.state_dict()
+        state = {k: v for k, v in ckpt["state_dict"].items() if k in own and own[k].shape == v.shape}
+        fresh = sorted(k for k in own if k not in state)
+        if list(ckpt["labels"]) != list(self.labels):
+            # Other labels: a head of the same size would map them wrongly.
+            head = {n.rsplit(".", 1)[0] + "." for n in _split_head(self.model)[0]}
+            fresh = sorted(set(fresh) | {k for k in own if any(k.startswith(h) for h in head)})
+            state = {k: v for k, v in state.items() if k not in fresh}
+        self.model.load_state_dict(state, strict=False)
+        if fresh:
+            self.reporter.message(f"--init: {len(fresh)} tensors start fresh ({', '.join(fresh[:4])}{', ...' if len(fresh) > 4 else ''})")
+        return {
+            "path": ckpt["_path"],
+            "sha256": file_sha256(ckpt["_path"]),
+            "labels": list(ckpt["labels"]),
+            "fresh_tensors": fresh,
+            "provenance": ckpt.get("provenance") or {},
+        }
+
     def _framing(self) -> FaceFraming:
         """dataset.json's framing for extracted data; the config's (--margin/--square) for image folders."""
         recorded = self.data.table.face
@@ -337,6 +383,8 @@ class Trainer:
             f"{f', {self.ctx.world_size} processes' if self.ctx.enabled else ''}; "
             f"framing margin {self.framing.margin} square {self.framing.square}; run {self.run_dir}"
         )
+        if self.init_provenance is not None:
+            self.reporter.message(f"starting from the weights of {self.init_provenance['path']}")
         if va is None:
             self.reporter.message("[yellow]note:[/] no validation split: best.pt is the last epoch and its threshold 0.5")
         if self.data.table.face is None and self.cfg.face.margin is None:
@@ -521,7 +569,8 @@ class Trainer:
         provenance = {
             **self.data.provenance(),
             "arch": self.cfg.model.arch,
-            "pretrained": self.cfg.model.pretrained,
+            "pretrained": self.cfg.model.pretrained and self.init_provenance is None,
+            "init": self.init_provenance,
             "seed": self.cfg.runtime.seed,
             "world_size": self.ctx.world_size,
             "device": str(self.device),

@@ -187,3 +187,38 @@ def test_extracted_metadata_records_its_framing_and_evaluates_on_test(tmp_path):
     assert report["data"]["split"] == "test" and report["frame"]["n"] == 9
     assert report["video"]["videos"] == 3 and report["video"]["confident"]["auc"] is not None
     assert (tmp_path / "eval" / "videos.csv").is_file()
+
+
+def test_init_starts_from_a_checkpoints_weights_and_records_it(tmp_path):
+    """--init: fine-tuning from imported MesoNet weights keeps their preprocessing and provenance;
+    another architecture is refused; other labels give a fresh head."""
+    from conftest import MESONET_WEIGHTS
+    from deepfake_cli.checkpoint import save_checkpoint
+    from deepfake_cli.errors import UsageError
+    from deepfake_cli.import_keras import import_mesonet
+
+    need_shared(MESONET_WEIGHTS / "Meso4_F2F.h5")
+    init = import_mesonet(MESONET_WEIGHTS / "Meso4_F2F.h5")
+    init_path = tmp_path / "meso4_f2f.pt"
+    save_checkpoint(init, init_path)
+    # A negligible lr: the weights stay the init's, so the copy itself is checked.
+    cfg = _cfg(tmp_path, **{"model.arch": "mesonet4", "model.init": str(init_path), "train.input_size": None,
+                            "train.epochs": 1, "train.lr": 1e-12, "train.max_steps_per_epoch": 1})
+    result = train(cfg)
+    best = load_checkpoint(result.best)
+    assert best["preprocessing"]["input_size"] == 256 and best["preprocessing"]["std"] == [1.0, 1.0, 1.0]
+    for name, tensor in init["state_dict"].items():
+        if "running" not in name and "num_batches" not in name:  # BatchNorm statistics move in train mode
+            assert torch.allclose(best["state_dict"][name], tensor, atol=1e-6), name
+    recorded = best["provenance"]["init"]
+    assert recorded["path"] == str(init_path) and len(recorded["sha256"]) == 64 and recorded["fresh_tensors"] == []
+    assert recorded["provenance"]["license"].startswith("Apache-2.0") and best["provenance"]["pretrained"] is False
+
+    with pytest.raises(UsageError, match="holds a mesonet4 model"):
+        train(_cfg(tmp_path, **{"model.init": str(init_path)}))
+
+    multiclass = _cfg(tmp_path, **{"model.arch": "mesonet4", "model.init": str(init_path), "train.input_size": None,
+                                   "data.task": "multiclass", "train.epochs": 1, "train.lr": 1e-12,
+                                   "train.max_steps_per_epoch": 1})
+    fresh = load_checkpoint(train(multiclass).best)["provenance"]["init"]["fresh_tensors"]
+    assert fresh and all(name.startswith(fresh[0].split(".")[0]) for name in fresh)
