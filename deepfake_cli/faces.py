@@ -24,6 +24,10 @@ from deepfake_cli.tracking import box_iou
 
 # MTCNN's P-Net sees 12x12 windows: it cannot find smaller faces than that.
 MTCNN_MIN_FACE = 12
+# A search near a tracked face looks for faces from this share of its size up.
+NEAR_MIN_FACE_SHARE = 0.5
+# ... and keeps the faces that lie at least this share of the window's side from its edges.
+NEAR_EDGE_SHARE = 0.1
 # facenet-pytorch MTCNN's default min_face_size: its image pyramid on a full-size frame.
 MTCNN_DEFAULT_MIN_FACE = 20.0
 
@@ -235,9 +239,20 @@ class FaceDetector:
             x1, y1, x2, y2 = (float(v) * scale for v in box)
             half = max(x2 - x1, y2 - y1) * reach / 2.0
             cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
+            # Skip the pyramid levels for faces much smaller than the tracked one (the
+            # costliest levels); the kept levels are the whole-image pyramid's own.
+            near_min = pyramid_min_face(max(float(self.min_size), NEAR_MIN_FACE_SHARE * max(x2 - x1, y2 - y1) / scale),
+                                        scale, self._mtcnn.factor)
             with torch.inference_mode():
-                found, points = detect_faces(self._mtcnn, small, min_face, window=(cx - half, cy - half, cx + half, cy + half))
-            near = self._filter(found[0][:, :4], found[0][:, 4], points[0], scale, select_largest=False)
+                found, points = detect_faces(self._mtcnn, small, max(min_face, near_min),
+                                             window=(cx - half, cy - half, cx + half, cy + half))
+            # Only faces clear of the window's edges: there P-Net sees less than it does on the
+            # whole image, and the box could differ.
+            clear = NEAR_EDGE_SHARE * 2.0 * half
+            inside = [i for i, b in enumerate(found[0])
+                      if b[0] >= cx - half + clear and b[1] >= cy - half + clear
+                      and b[2] <= cx + half - clear and b[3] <= cy + half - clear]
+            near = self._filter(found[0][inside, :4], found[0][inside, 4], points[0][inside], scale, select_largest=False)
             if not near:
                 return None
             faces.extend(near)
