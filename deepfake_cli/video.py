@@ -39,7 +39,7 @@ from deepfake_cli.annotate import AnnotatedVideoWriter, DrawnFace, ScoreStrip, d
 from deepfake_cli.classifier import FaceClassifier
 from deepfake_cli.config import Config, VideoConfig
 from deepfake_cli.errors import InputFileError
-from deepfake_cli.faces import Face, FaceDetector
+from deepfake_cli.faces import Face
 from deepfake_cli.frames import iter_frames, sample_indices, video_info
 from deepfake_cli.images import is_video_path
 from deepfake_cli.pipeline import FacePipeline, FaceResult
