@@ -43,7 +43,7 @@ Box = tuple[float, float, float, float]
 
 def _bins(start: torch.Tensor, length: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """adaptive_avg_pool2d's bins: [start + floor(i*L/n), start + ceil((i+1)*L/n)) for i < n."""
-    i = torch.arange(size, dtype=torch.int64)
+    i = torch.arange(size, dtype=torch.int64, device=start.device)
     length = length[:, None]
     lo = (i * length) // size
     hi = -((-(i + 1) * length) // size)
@@ -68,9 +68,10 @@ class AreaSampler:
         part = images[:, top:bottom, left:right]
         b, rh, rw, c = part.shape
         # Cumulative sums down the rows, then along the columns, each with a leading zero.
-        self.rows = torch.zeros((b, rh + 1, rw, c), dtype=torch.int32)
+        self.device = images.device
+        self.rows = torch.zeros((b, rh + 1, rw, c), dtype=torch.int32, device=self.device)
         torch.cumsum(part, dim=1, dtype=torch.int32, out=self.rows[:, 1:])
-        self.table = torch.zeros((b, rh + 1, rw + 1, c), dtype=torch.int32)
+        self.table = torch.zeros((b, rh + 1, rw + 1, c), dtype=torch.int32, device=self.device)
         torch.cumsum(self.rows, dim=2, dtype=torch.int32, out=self.table[:, :, 1:])
 
     def _rows(self, y: torch.Tensor) -> torch.Tensor:
@@ -82,12 +83,12 @@ class AreaSampler:
     def level(self, height: int, width: int, rows: slice, cols: slice) -> torch.Tensor:
         """Rows and columns ``rows``, ``cols`` of the whole images resized to ``height`` x
         ``width``: (B, C, len(rows), len(cols)) float32, channels-last. Separable: rows first."""
-        zero = torch.zeros(1, dtype=torch.int64)
-        r0, r1 = (self._rows(v[0, rows]) for v in _bins(zero, torch.tensor([self.height]), height))
-        c0, c1 = (self._cols(v[0, cols]) for v in _bins(zero, torch.tensor([self.width]), width))
+        zero = torch.zeros(1, dtype=torch.int64, device=self.device)
+        r0, r1 = (self._rows(v[0, rows]) for v in _bins(zero, zero + self.height, height))
+        c0, c1 = (self._cols(v[0, cols]) for v in _bins(zero, zero + self.width, width))
         row_sums = self.rows.index_select(1, r1) - self.rows.index_select(1, r0)
         b, n_rows, _, c = row_sums.shape
-        acc = torch.zeros((b, n_rows, row_sums.shape[2] + 1, c), dtype=torch.int32)
+        acc = torch.zeros((b, n_rows, row_sums.shape[2] + 1, c), dtype=torch.int32, device=self.device)
         torch.cumsum(row_sums, dim=2, dtype=torch.int32, out=acc[:, :, 1:])
         sums = acc.index_select(2, c1) - acc.index_select(2, c0)
         area = ((r1 - r0)[:, None] * (c1 - c0)[None, :]).clamp(min=1).to(torch.float64)[None, :, :, None]
@@ -183,7 +184,8 @@ def _region(window: Box | None, height: int, width: int) -> tuple[int, int, int,
 def _crop_candidates(sampler: AreaSampler, boxes: torch.Tensor, image_inds: torch.Tensor, size: int):
     """Resample each candidate box (clipped to the image, as facenet-pytorch does) to ``size``;
     candidates whose clipped box is empty are dropped."""
-    y, ey, x, ex = (torch.from_numpy(v.astype(np.int64)) for v in pad(boxes, sampler.width, sampler.height))
+    y, ey, x, ex = (torch.from_numpy(v.astype(np.int64)).to(sampler.device)
+                    for v in pad(boxes, sampler.width, sampler.height))
     keep = (ey > y - 1) & (ex > x - 1)
     if not bool(keep.all()):
         boxes, image_inds = boxes[keep], image_inds[keep]
@@ -205,7 +207,8 @@ def detect_faces(
     """
     pnet, rnet, onet = mtcnn.pnet, mtcnn.rnet, mtcnn.onet
     thresholds, factor = mtcnn.thresholds, mtcnn.factor
-    frames = torch.from_numpy(np.ascontiguousarray(images))
+    device = next(pnet.parameters()).device
+    frames = torch.from_numpy(np.ascontiguousarray(images)).to(device)
     batch, h, w = frames.shape[:3]
     win: Box | None = None if window is None else tuple(float(v) for v in window)  # type: ignore[assignment]
     sampler = AreaSampler(frames, _region(win, h, w))
@@ -227,7 +230,7 @@ def detect_faces(
         pick = torch.cat(picks)
         boxes, image_inds = torch.cat(boxes_all)[pick], torch.cat(inds_all)[pick]
     else:
-        boxes, image_inds = torch.zeros((0, 9)), torch.zeros((0,), dtype=torch.int64)
+        boxes, image_inds = torch.zeros((0, 9), device=device), torch.zeros((0,), dtype=torch.int64, device=device)
     pick = batched_nms(boxes[:, :4], boxes[:, 4], image_inds, 0.7)
     boxes, image_inds = boxes[pick], image_inds[pick]
     regw, regh = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
@@ -250,7 +253,7 @@ def detect_faces(
         boxes = rerec(bbreg(boxes, reg))
 
     # Stage 3: O-Net on 48 px crops: final boxes, probabilities and landmarks.
-    points = torch.zeros((0, 5, 2))
+    points = torch.zeros((0, 5, 2), device=device)
     if len(boxes):
         crops, boxes, image_inds = _crop_candidates(sampler, boxes, image_inds, 48)
         reg, marks, probs = _run_net(onet, crops)
@@ -267,7 +270,7 @@ def detect_faces(
         pick = batched_nms_numpy(boxes[:, :4], boxes[:, 4], image_inds, 0.7, "Min")
         boxes, image_inds, points = boxes[pick], image_inds[pick], points[pick]
 
-    boxes_np, points_np, inds_np = boxes.numpy(), points.numpy(), image_inds.numpy()
+    boxes_np, points_np, inds_np = boxes.cpu().numpy(), points.cpu().numpy(), image_inds.cpu().numpy()
     return (
         [boxes_np[inds_np == i].copy() for i in range(batch)],
         [points_np[inds_np == i].copy() for i in range(batch)],
