@@ -140,8 +140,8 @@ class VideoConfig:
     # at 960, boxes match full-frame MTCNN's (IoU >= 0.9) on 720p video; 640 is
     # ~25% faster per frame but lets a few boxes drift below that.
     detect_max_side: int | None = 960
-    # Sampled frames per detection batch (unset: 8 on a GPU; 2 on the CPU, where
-    # batching MTCNN saves no time and multiplies its working memory).
+    # Sampled frames handed on together (unset: 8 on a GPU, 2 on the CPU): each is
+    # detected in turn within its segment, then their faces are classified in one batch.
     detect_batch: int | None = None
     # Detection threads, one torch thread each (unset: one per core, at most 4; 1 on a GPU).
     detect_workers: int | None = None

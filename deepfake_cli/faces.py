@@ -19,7 +19,6 @@ import cv2
 import numpy as np
 import torch
 
-from deepfake_cli.mtcnn import detect_faces
 from deepfake_cli.tracking import box_iou
 
 # MTCNN's P-Net sees 12x12 windows: it cannot find smaller faces than that.
@@ -228,11 +227,27 @@ class FaceDetector:
         :mod:`deepfake_cli.mtcnn`) at a fraction of the cost. None tells the
         caller to detect on the whole image: a face moved further, or left.
         """
-        h, w = image.shape[:2]
-        scale = self.scale_for(h, w)
+        if not boxes:
+            return None
+        scale = self.scale_for(*image.shape[:2])
+        return self._near(self._scaled(image, scale)[None], scale, boxes, reach)
+
+    def detect_tracked(self, image: np.ndarray, boxes: Sequence[Sequence[float]], reach: float) -> tuple[list[Face], bool]:
+        """:meth:`detect_near`, or the whole image when a tracked face is not found there (or
+        none is tracked), shrinking the image once; the flag says whether the near search sufficed."""
+        scale = self.scale_for(*image.shape[:2])
         small = self._scaled(image, scale)[None]
+        near = self._near(small, scale, boxes, reach) if boxes else None
+        if near is not None:
+            return near, True
+        boxes_, probs, points = self._run_mtcnn(small, scale)[0]
+        return self._filter(boxes_, probs, points, scale), False
+
+    def _near(self, small: np.ndarray, scale: float, boxes: Sequence[Sequence[float]], reach: float) -> list[Face] | None:
+        from deepfake_cli.mtcnn import detect_faces
+
         min_face = pyramid_min_face(self.min_size, scale, self._mtcnn.factor)
-        if not boxes or min(small.shape[1:3]) < min_face:
+        if min(small.shape[1:3]) < min_face:
             return None
         faces: list[Face] = []
         for box in boxes:
@@ -278,6 +293,8 @@ class FaceDetector:
         if min(batch.shape[1:3]) < min_face:
             # No face that large fits; MTCNN's image pyramid would be empty and it raises.
             return [(None, None, None)] * len(batch)
+        from deepfake_cli.mtcnn import detect_faces  # imports facenet-pytorch: only when detecting
+
         with torch.inference_mode():
             boxes, points = detect_faces(self._mtcnn, batch, min_face)
         return [(b[:, :4], b[:, 4], p) for b, p in zip(boxes, points)]

@@ -221,7 +221,7 @@ def detect_faces(
         if rows.stop - rows.start < _PNET_CELL or cols.stop - cols.start < _PNET_CELL:
             continue  # a face this large does not fit in the window
         reg, probs = pnet(_normalise(sampler.level(level_h, level_w, rows, cols)))
-        found, found_inds = _pnet_candidates(reg, probs[:, 1], s, thresholds[0], rows.start // 2, cols.start // 2)
+        found, found_inds = _pnet_candidates(reg, probs[:, 1], s, thresholds[0], rows.start // _PNET_STRIDE, cols.start // _PNET_STRIDE)
         boxes_all.append(found)
         inds_all.append(found_inds)
         picks.append(batched_nms(found[:, :4], found[:, 4], found_inds, 0.5) + offset)

@@ -169,7 +169,7 @@ class Trainer:
         # Model and preprocessing ---------------------------------------------
         arch = cfg.model.arch
         # Weights to fine-tune (resumed weights replace them anyway).
-        init_ckpt = self._init_checkpoint() if resume_ckpt is None else None
+        init_path, init_ckpt = self._init_checkpoint() if resume_ckpt is None else (None, None)
         self.preprocessing = self.spec.preprocessing(tc.input_size)
         if init_ckpt is not None:
             # The weights were learnt on inputs normalised this way.
@@ -181,7 +181,7 @@ class Trainer:
         self.model = create_model(arch, num_classes=self.num_classes, pretrained=pretrained)
         self.init_provenance = None
         if init_ckpt is not None:
-            self.init_provenance = self._load_init(init_ckpt)
+            self.init_provenance = self._load_init(init_path, init_ckpt)
         self.model = self.model.to(device)
         _check_input_size(self.model, arch, self.input_size, device)
         self.channels_last = tc.channels_last
@@ -244,20 +244,19 @@ class Trainer:
         self._describe()
 
     # ------------------------------------------------------------------ setup helpers
-    def _init_checkpoint(self) -> dict[str, Any] | None:
+    def _init_checkpoint(self) -> tuple[Path | None, dict[str, Any] | None]:
         spec = self.cfg.model.init
         if not spec:
-            return None
+            return None, None
         from deepfake_cli.model_store import resolve_model
 
         path = resolve_model(spec)
         ckpt = load_checkpoint(path)
         if ckpt["arch"] != self.cfg.model.arch:
             raise UsageError(f"--init {spec} holds a {ckpt['arch']} model, not {self.cfg.model.arch}: pass --arch {ckpt['arch']}")
-        ckpt["_path"] = str(path)
-        return ckpt
+        return path, ckpt
 
-    def _load_init(self, ckpt: Mapping[str, Any]) -> dict[str, Any]:
+    def _load_init(self, path: Path, ckpt: Mapping[str, Any]) -> dict[str, Any]:
         """Copy the init checkpoint's weights; a head of another size (other labels) stays fresh."""
         own = self.model.state_dict()
         state = {k: v for k, v in ckpt["state_dict"].items() if k in own and own[k].shape == v.shape}
@@ -271,8 +270,8 @@ class Trainer:
         if fresh:
             self.reporter.message(f"--init: {len(fresh)} tensors start fresh ({', '.join(fresh[:4])}{', ...' if len(fresh) > 4 else ''})")
         return {
-            "path": ckpt["_path"],
-            "sha256": file_sha256(ckpt["_path"]),
+            "path": str(path),
+            "sha256": file_sha256(path),
             "labels": list(ckpt["labels"]),
             "fresh_tensors": fresh,
             "provenance": ckpt.get("provenance") or {},

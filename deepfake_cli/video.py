@@ -65,9 +65,8 @@ ROW_FACE = "face"
 IN_FLIGHT_MAX_BYTES = 64 * 2**20
 # Detection threads when video.detect_workers is unset (capped by torch's thread count).
 MAX_AUTO_DETECT_WORKERS = 4
-# Frames per detection batch when video.detect_batch is unset. On the CPU a
-# single-threaded MTCNN is as fast one frame at a time as in batches of 8 (measured
-# on 720p and 1080p clips), and each frame in a batch adds to its working memory.
+# Sampled frames per batch (detected in order by the segment workers, then classified
+# together) when video.detect_batch is unset.
 CPU_DETECT_BATCH = 2
 GPU_DETECT_BATCH = 8
 # Frames decoded ahead of, and waiting to be encoded behind, the scoring thread.
@@ -623,9 +622,8 @@ class _DetectionPool:
                 if detector is None:
                     faces = self.pipeline.find_faces([image])[0]
                 else:
-                    near = detector.detect_near(image, [f.box for f in previous], self.reach) if previous else None
-                    faces = near if near is not None else detector.detect([image])[0]
-                    self.searched["near" if near is not None else "whole"] += 1
+                    faces, was_near = detector.detect_tracked(image, [f.box for f in previous], self.reach)
+                    self.searched["near" if was_near else "whole"] += 1
                 previous = faces
                 future.set_result((image, faces))
             except BaseException as exc:  # handed to the scan with this frame
