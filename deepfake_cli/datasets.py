@@ -138,7 +138,9 @@ def _read_metadata(csv_path: Path) -> FaceTable:
     else:
         frame["video_key"] = [f"{m}/{v}" if v else "" for m, v in zip(frame["method"], frame["video_id"])]
     group = raw["group"] if "group" in raw.columns else pd.Series([""] * len(raw))
-    frame["group"] = [g or v or p for g, v, p in zip(group, frame["video_key"], frame["path"])]
+    # A crop without a group or video is its own group, named by its path as the CSV
+    # writes it: seeded splits then do not depend on where the dataset lies.
+    frame["group"] = [g or v or p for g, v, p in zip(group, frame["video_key"], raw["path"])]
     _check_files(frame["path"], csv_path)
     return FaceTable(frame=frame.reset_index(drop=True), root=folder, source="metadata", face=_dataset_framing(folder))
 
@@ -183,12 +185,12 @@ def _read_folders(root: Path) -> FaceTable:
         if not classes:
             raise DatasetError(f"{folder}: no class folders (expected e.g. real/ and fake/, or youtube/ and method folders)")
         for class_dir in classes:
-            rows += _class_rows(class_dir, split)
+            rows += _class_rows(class_dir, split, root)
     frame = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
     return FaceTable(frame=frame, root=root, source="folders", face=None)
 
 
-def _class_rows(class_dir: Path, split: str) -> list[dict[str, str]]:
+def _class_rows(class_dir: Path, split: str, root: Path) -> list[dict[str, str]]:
     real = is_real_name(class_dir.name)
     generic_fake = class_dir.name.lower() == GENERIC_FAKE
     rows = []
@@ -203,7 +205,9 @@ def _class_rows(class_dir: Path, split: str) -> list[dict[str, str]]:
         video_key = f"{method}/{video_id}" if video_id else ""
         rows.append({
             "path": str(path), "label": "real" if real else "fake", "method": method, "split": split,
-            "video_id": video_id, "video_key": video_key, "group": video_key or str(path),
+            "video_id": video_id, "video_key": video_key,
+            # Named relative to the root, so seeded splits do not depend on how --data is spelled.
+            "group": video_key or path.relative_to(root).as_posix(),
         })  # fmt: skip
     return rows
 

@@ -64,6 +64,29 @@ def test_val_carve_out_is_seeded_and_repeatable(ffpp_table):
     assert val != set(other.frame.loc[other.frame["split"] == "val", "path"])
 
 
+def test_val_carve_out_does_not_depend_on_where_the_data_lies(tmp_path, monkeypatch):
+    # The same crops, read as an absolute path, as a relative one and from a copy
+    # elsewhere, must give the same validation files (evaluate re-makes the carve-out).
+    for cls in ("youtube", "Deepfakes"):
+        for i in range(40):
+            _image(tmp_path / "a" / "faces" / cls / f"roi_{i}.png", i)
+    copy = tmp_path / "b" / "elsewhere"
+    copy.mkdir(parents=True)
+    (tmp_path / "a" / "faces").rename(copy / "faces")
+
+    def val_names(root) -> set[str]:
+        frame = read_face_table(root, val_fraction=0.25, split_seed=0).frame
+        return {Path(p).relative_to(Path(root).resolve()).as_posix() if Path(p).is_absolute() else
+                Path(p).relative_to(root).as_posix() for p in frame.loc[frame["split"] == "val", "path"]}
+
+    absolute = val_names(copy / "faces")
+    monkeypatch.chdir(tmp_path / "b")
+    relative = val_names(Path("elsewhere/faces"))
+    monkeypatch.chdir(copy)
+    assert absolute == relative == val_names(Path("faces"))
+    assert 0 < len(absolute) < 80
+
+
 def test_limit_per_class_is_balanced_and_keeps_val_apart():
     need_shared(FFPP_FACES)
     splits = load_splits(FFPP_FACES, task="binary", limit_per_class=40, split_seed=0)
