@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
+import cv2
 import numpy as np
 import torch
 from facenet_pytorch.models.utils.detect_face import batched_nms, batched_nms_numpy, bbreg, pad, rerec
@@ -66,13 +67,19 @@ class AreaSampler:
         left, top, right, bottom = region or (0, 0, w, h)
         self.left, self.top, self.right, self.bottom = left, top, right, bottom
         part = images[:, top:bottom, left:right]
-        b, rh, rw, c = part.shape
-        # Cumulative sums down the rows, then along the columns, each with a leading zero.
         self.device = images.device
-        self.rows = torch.zeros((b, rh + 1, rw, c), dtype=torch.int32, device=self.device)
-        torch.cumsum(part, dim=1, dtype=torch.int32, out=self.rows[:, 1:])
-        self.table = torch.zeros((b, rh + 1, rw + 1, c), dtype=torch.int32, device=self.device)
-        torch.cumsum(self.rows, dim=2, dtype=torch.int32, out=self.table[:, :, 1:])
+        if self.device.type == "cpu":
+            # OpenCV's integral image is the same table (leading zero row and column)
+            # about ten times faster than two torch cumsums on the CPU.
+            self.table = torch.from_numpy(np.stack([
+                cv2.integral(np.ascontiguousarray(image), sdepth=cv2.CV_32S) for image in part.numpy()
+            ]))  # fmt: skip
+        else:
+            b, rh, rw, c = part.shape
+            rows = torch.zeros((b, rh + 1, rw, c), dtype=torch.int32, device=self.device)
+            torch.cumsum(part, dim=1, dtype=torch.int32, out=rows[:, 1:])
+            self.table = torch.zeros((b, rh + 1, rw + 1, c), dtype=torch.int32, device=self.device)
+            torch.cumsum(rows, dim=2, dtype=torch.int32, out=self.table[:, :, 1:])
 
     def _rows(self, y: torch.Tensor) -> torch.Tensor:
         return (y - self.top).clamp(0, self.bottom - self.top)
@@ -86,11 +93,8 @@ class AreaSampler:
         zero = torch.zeros(1, dtype=torch.int64, device=self.device)
         r0, r1 = (self._rows(v[0, rows]) for v in _bins(zero, zero + self.height, height))
         c0, c1 = (self._cols(v[0, cols]) for v in _bins(zero, zero + self.width, width))
-        row_sums = self.rows.index_select(1, r1) - self.rows.index_select(1, r0)
-        b, n_rows, _, c = row_sums.shape
-        acc = torch.zeros((b, n_rows, row_sums.shape[2] + 1, c), dtype=torch.int32, device=self.device)
-        torch.cumsum(row_sums, dim=2, dtype=torch.int32, out=acc[:, :, 1:])
-        sums = acc.index_select(2, c1) - acc.index_select(2, c0)
+        row_sums = self.table.index_select(1, r1) - self.table.index_select(1, r0)
+        sums = row_sums.index_select(2, c1) - row_sums.index_select(2, c0)
         area = ((r1 - r0)[:, None] * (c1 - c0)[None, :]).clamp(min=1).to(torch.float64)[None, :, :, None]
         return (sums / area).to(torch.float32).permute(0, 3, 1, 2)
 
@@ -120,7 +124,8 @@ class AreaSampler:
         sums = at(r1 + c1) - at(r0 + c1) - at(r1 + c0) + at(r0 + c0)
         area = ((r1 - r0) // t_cols * (c1 - c0)).clamp(min=1).reshape(-1, 1).to(torch.float64)
         crops = (sums / area).to(torch.float32).view(len(image_index), size, size, -1)
-        return crops.permute(0, 3, 1, 2)
+        # Contiguous NCHW: R-Net and O-Net run about 20% slower on channels-last input.
+        return crops.permute(0, 3, 1, 2).contiguous()
 
 
 def _normalise(x: torch.Tensor) -> torch.Tensor:

@@ -39,7 +39,8 @@ def crops_to_batch(crops: Sequence[np.ndarray], size: int) -> torch.Tensor:
 
 def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
     """uint8 (N, 3, H, W) -> float ``(x / 255 - mean) / std``; mean/std shaped (1, 3, 1, 1)."""
-    return (x.float().div(255.0) - mean) / std
+    # In place on one float copy: the same arithmetic as (x / 255 - mean) / std, fewer passes.
+    return x.to(torch.float32, copy=True).div_(255.0).sub_(mean).div_(std)
 
 
 def norm_tensors(preprocessing: Mapping[str, Any], device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
