@@ -136,9 +136,10 @@ class VideoConfig:
     start: float | None = None
     end: float | None = None
     aggregate: Literal["mean", "max", "confident"] = "confident"
-    # Faces are detected on frames shrunk to this longer side (boxes mapped back):
-    # at 960, boxes match full-frame MTCNN's (IoU >= 0.9) on 720p video; 640 is
-    # ~25% faster per frame but lets a few boxes drift below that.
+    # Faces are searched as if frames were shrunk to this longer side: MTCNN's image
+    # pyramid starts at the level it would use there (the cost), every level resampled
+    # from the full frame (the boxes: full-frame MTCNN's). Smaller is faster but misses
+    # small faces sooner.
     detect_max_side: int | None = 960
     # Sampled frames handed on together (unset: 8 on a GPU, 2 on the CPU): each is
     # detected in turn within its segment, then their faces are classified in one batch.

@@ -37,11 +37,10 @@ def pyramid_min_face(min_size: float, scale: float, factor: float = 0.709) -> fl
     Skipping the pyramid levels that only find faces we would discard anyway
     is a big speed-up. The value is the one nearest to ``0.8 * min_size`` (in
     shrunk pixels, never above ``min_size``) among those whose pyramid, in
-    full-frame terms, is a subset of MTCNN's default one: the levels kept then
-    match full-frame MTCNN's, and so do the boxes (identical at full size; on
-    720p video shrunk to 960 px, IoU >= 0.9 on every frame of the benchmark
-    clip), where an arbitrary value shifts every level and moves boxes by
-    several pixels.
+    full-frame terms, is a subset of MTCNN's default one: the levels kept are
+    then full-frame MTCNN's own (:class:`FaceDetector` resamples them from the
+    full frame), and so are the boxes, where an arbitrary value shifts every
+    level and moves boxes by several pixels.
     """
     want = max(float(MTCNN_MIN_FACE), min_size * scale * 0.8)
     ceiling = max(float(MTCNN_MIN_FACE), min_size * scale)
@@ -174,10 +173,14 @@ def whole_image_face(image: np.ndarray) -> Face:
 
 @dataclass
 class FaceDetector:
-    """MTCNN face detection with batching, downscaling and quality filters.
+    """MTCNN face detection with batching, a capped image pyramid and quality filters.
 
-    ``max_side`` shrinks frames whose longer side exceeds it before detection
-    (boxes are mapped back); ``select='largest'`` keeps only the biggest face.
+    ``max_side`` caps the cost on large frames: one whose longer side exceeds
+    it is searched as if shrunk to it (the pyramid's finest level is the one
+    MTCNN would start from on the shrunk frame). Every level is still resampled
+    from the frame itself, so the levels searched are those of MTCNN's default
+    pyramid on the full frame, and so are the boxes. ``select='largest'``
+    keeps only the biggest face.
     """
 
     device: str | torch.device = "cpu"
@@ -197,9 +200,17 @@ class FaceDetector:
         self._mtcnn.eval()
 
     def scale_for(self, height: int, width: int) -> float:
+        """How much smaller than ``height`` x ``width`` the finest pyramid level searched is
+        allowed to be: as if the frame were shrunk to ``max_side`` (1.0 for small frames)."""
         if not self.max_side or max(height, width) <= self.max_side:
             return 1.0
         return self.max_side / float(max(height, width))
+
+    def pyramid_min_face(self, height: int, width: int, min_size: float | None = None) -> float:
+        """MTCNN's ``min_face_size``, in this frame's pixels, for faces of ``min_size`` (default
+        the detector's) and up, searched as if the frame were shrunk to ``max_side``."""
+        scale = self.scale_for(height, width)
+        return pyramid_min_face(self.min_size if min_size is None else min_size, scale, self._mtcnn.factor) / scale
 
     def detect(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
         """Faces in each RGB uint8 image, largest first, after the filters."""
@@ -207,12 +218,10 @@ class FaceDetector:
         groups: dict[tuple[int, int], list[int]] = defaultdict(list)
         for i, img in enumerate(images):
             groups[img.shape[:2]].append(i)
-        for (h, w), indices in groups.items():
-            scale = self.scale_for(h, w)
-            batch = np.stack([self._scaled(images[i], scale) for i in indices])
-            raw = self._run_mtcnn(batch, scale)
-            for i, (boxes, probs, points) in zip(indices, raw):
-                results[i] = self._filter(boxes, probs, points, scale)
+        for indices in groups.values():
+            batch = images[indices[0]][None] if len(indices) == 1 else np.stack([images[i] for i in indices])
+            for i, (boxes, probs, points) in zip(indices, self._run_mtcnn(batch)):
+                results[i] = self._filter(boxes, probs, points)
         return results
 
     def detect_one(self, image: np.ndarray) -> list[Face]:
@@ -229,37 +238,34 @@ class FaceDetector:
         """
         if not boxes:
             return None
-        scale = self.scale_for(*image.shape[:2])
-        return self._near(self._scaled(image, scale)[None], scale, boxes, reach)
+        return self._near(image[None], boxes, reach)
 
     def detect_tracked(self, image: np.ndarray, boxes: Sequence[Sequence[float]], reach: float) -> tuple[list[Face], bool]:
         """:meth:`detect_near`, or the whole image when a tracked face is not found there (or
-        none is tracked), shrinking the image once; the flag says whether the near search sufficed."""
-        scale = self.scale_for(*image.shape[:2])
-        small = self._scaled(image, scale)[None]
-        near = self._near(small, scale, boxes, reach) if boxes else None
+        none is tracked); the flag says whether the near search sufficed."""
+        near = self._near(image[None], boxes, reach) if boxes else None
         if near is not None:
             return near, True
-        boxes_, probs, points = self._run_mtcnn(small, scale)[0]
-        return self._filter(boxes_, probs, points, scale), False
+        boxes_, probs, points = self._run_mtcnn(image[None])[0]
+        return self._filter(boxes_, probs, points), False
 
-    def _near(self, small: np.ndarray, scale: float, boxes: Sequence[Sequence[float]], reach: float) -> list[Face] | None:
+    def _near(self, batch: np.ndarray, boxes: Sequence[Sequence[float]], reach: float) -> list[Face] | None:
         from deepfake_cli.mtcnn import detect_faces
 
-        min_face = pyramid_min_face(self.min_size, scale, self._mtcnn.factor)
-        if min(small.shape[1:3]) < min_face:
+        height, width = batch.shape[1:3]
+        min_face = self.pyramid_min_face(height, width)
+        if min(height, width) < min_face:
             return None
         faces: list[Face] = []
         for box in boxes:
-            x1, y1, x2, y2 = (float(v) * scale for v in box)
+            x1, y1, x2, y2 = (float(v) for v in box)
             half = max(x2 - x1, y2 - y1) * reach / 2.0
             cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
             # Skip the pyramid levels for faces much smaller than the tracked one (the
             # costliest levels); the kept levels are the whole-image pyramid's own.
-            near_min = pyramid_min_face(max(float(self.min_size), NEAR_MIN_FACE_SHARE * max(x2 - x1, y2 - y1) / scale),
-                                        scale, self._mtcnn.factor)
+            near_min = self.pyramid_min_face(height, width, max(float(self.min_size), NEAR_MIN_FACE_SHARE * max(x2 - x1, y2 - y1)))
             with torch.inference_mode():
-                found, points = detect_faces(self._mtcnn, small, max(min_face, near_min),
+                found, points = detect_faces(self._mtcnn, batch, max(min_face, near_min),
                                              window=(cx - half, cy - half, cx + half, cy + half))
             # Only faces clear of the window's edges: there P-Net sees less than it does on the
             # whole image, and the box could differ.
@@ -267,7 +273,7 @@ class FaceDetector:
             inside = [i for i, b in enumerate(found[0])
                       if b[0] >= cx - half + clear and b[1] >= cy - half + clear
                       and b[2] <= cx + half - clear and b[3] <= cy + half - clear]
-            near = self._filter(found[0][inside, :4], found[0][inside, 4], points[0][inside], scale, select_largest=False)
+            near = self._filter(found[0][inside, :4], found[0][inside, 4], points[0][inside], select_largest=False)
             if not near:
                 return None
             faces.extend(near)
@@ -281,15 +287,8 @@ class FaceDetector:
             unique = unique[:1]
         return unique
 
-    @staticmethod
-    def _scaled(image: np.ndarray, scale: float) -> np.ndarray:
-        if scale == 1.0:
-            return image
-        h, w = image.shape[:2]
-        return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-
-    def _run_mtcnn(self, batch: np.ndarray, scale: float):
-        min_face = pyramid_min_face(self.min_size, scale, self._mtcnn.factor)
+    def _run_mtcnn(self, batch: np.ndarray):
+        min_face = self.pyramid_min_face(*batch.shape[1:3])
         if min(batch.shape[1:3]) < min_face:
             # No face that large fits; MTCNN's image pyramid would be empty and it raises.
             return [(None, None, None)] * len(batch)
@@ -299,7 +298,7 @@ class FaceDetector:
             boxes, points = detect_faces(self._mtcnn, batch, min_face)
         return [(b[:, :4], b[:, 4], p) for b, p in zip(boxes, points)]
 
-    def _filter(self, boxes, probs, points, scale: float, select_largest: bool = True) -> list[Face]:
+    def _filter(self, boxes, probs, points, select_largest: bool = True) -> list[Face]:
         if boxes is None or len(boxes) == 0:
             return []
         faces: list[Face] = []
@@ -310,9 +309,9 @@ class FaceDetector:
                 self.stats.low_prob += 1
                 continue
             face = Face(
-                box=tuple(float(v) / scale for v in box),  # type: ignore[arg-type]
+                box=tuple(float(v) for v in box),  # type: ignore[arg-type]
                 prob=float(prob),
-                landmarks=None if pts is None else (np.asarray(pts, dtype=float) / scale).round(1).tolist(),
+                landmarks=None if pts is None else np.asarray(pts, dtype=float).round(1).tolist(),
             )
             if face.size < self.min_size:
                 self.stats.too_small += 1

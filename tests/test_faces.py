@@ -3,8 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import PHOTOS, need_shared
+from conftest import MULTIFACE_VIDEO, ORIGINAL_004, PHOTOS, need_shared
 from deepfake_cli.faces import FaceDetector, FaceFraming, crop_box, crop_face
+from deepfake_cli.frames import iter_frames
 from deepfake_cli.images import load_image
 
 
@@ -54,6 +55,29 @@ def test_downscaled_detection_maps_boxes_back(detector):
     full = FaceDetector(max_side=None).detect_one(img)[0]
     small = FaceDetector(max_side=512).detect_one(img)[0]
     assert iou(full.box, small.box) > 0.9
+
+
+@pytest.mark.parametrize("video, every, tolerance", [(ORIGINAL_004, 60, 1e-2), (MULTIFACE_VIDEO, 30, 1.0)])
+def test_capped_pyramid_gives_full_frame_mtcnn_boxes(video, every, tolerance):
+    # max_side caps the pyramid, not the pixels: the faces we keep get the boxes of
+    # facenet-pytorch's default MTCNN on the full frame (the reports' pipeline).
+    need_shared(video)
+    import torch
+    from facenet_pytorch import MTCNN
+
+    mtcnn = MTCNN(keep_all=True)
+    detector = FaceDetector(max_side=960)
+    checked = 0
+    for _, _, rgb in iter_frames(video, every=every):
+        with torch.inference_mode():
+            boxes, probs = mtcnn.detect(rgb)
+        expected = [b for b, p in zip(boxes, probs) if p >= detector.min_prob and min(b[2] - b[0], b[3] - b[1]) >= detector.min_size]
+        ours = np.array([f.box for f in detector.detect_one(rgb)])
+        assert len(ours) == len(expected)
+        for box in expected:
+            assert np.abs(ours - box).max(axis=1).min() < tolerance
+            checked += 1
+    assert checked >= 5
 
 
 def test_batched_equals_single_and_filters(detector):

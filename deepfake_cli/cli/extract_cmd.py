@@ -41,7 +41,7 @@ def extract(
     margin: Optional[float] = typer.Option(None, "--margin", help="Margin added around the face box, as a fraction of its size (default 0.3)."),
     min_face_prob: Optional[float] = typer.Option(None, "--min-face-prob", help="Minimum face detection probability (default 0.95)."),
     min_face_size: Optional[int] = typer.Option(None, "--min-face-size", help="Minimum face size in pixels (default 50)."),
-    detect_max_side: Optional[int] = typer.Option(None, "--detect-max-side", help="Detect faces on frames shrunk to this longer side, boxes mapped back (default 640; 0: full size)."),
+    detect_max_side: Optional[int] = typer.Option(None, "--detect-max-side", help="Search faces as if frames were shrunk to this longer side: caps the cost, boxes stay full-frame MTCNN's (default 640; 0: no cap)."),
     jpeg_quality: Optional[int] = typer.Option(None, "--jpeg-quality", help="JPEG quality of the crops (default 95)."),
     workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Videos processed in parallel, one process each (default 1)."),
     splits_dir: Optional[Path] = typer.Option(None, "--splits-dir", help="Folder with FF++'s official train.json/val.json/test.json."),

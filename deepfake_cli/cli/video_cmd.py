@@ -57,7 +57,7 @@ def video(
     threshold: Optional[float] = ThresholdOption,
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Faces per classification batch."),
     detect_max_side: Optional[int] = typer.Option(
-        None, "--detect-max-side", help="Detect faces on frames shrunk to this longer side, boxes mapped back (default 960)."
+        None, "--detect-max-side", help="Search faces as if frames were shrunk to this longer side: caps the cost, boxes stay full-frame MTCNN's (default 960)."
     ),
     redetect: Optional[float] = typer.Option(
         None, "--redetect", help="Seconds between whole-frame face searches; frames in between are searched around tracked faces (default 2; 0: every sampled frame whole)."
