@@ -70,10 +70,10 @@ class AreaSampler:
         self.device = images.device
         if self.device.type == "cpu":
             # OpenCV's integral image is the same table (leading zero row and column)
-            # about ten times faster than two torch cumsums on the CPU.
-            self.table = torch.from_numpy(np.stack([
-                cv2.integral(np.ascontiguousarray(image), sdepth=cv2.CV_32S) for image in part.numpy()
-            ]))  # fmt: skip
+            # about ten times faster than two torch cumsums on the CPU. It reads the
+            # region in place; one image is not copied into a stack (milliseconds a frame).
+            tables = [cv2.integral(image, sdepth=cv2.CV_32S) for image in part.numpy()]
+            self.table = torch.from_numpy(tables[0][None] if len(tables) == 1 else np.stack(tables))
         else:
             b, rh, rw, c = part.shape
             rows = torch.zeros((b, rh + 1, rw, c), dtype=torch.int32, device=self.device)
