@@ -50,8 +50,11 @@ class VideoInfo:
         return {"fps": self.fps, "frame_count": self.frame_count, "width": self.width, "height": self.height}
 
 
-def open_video(path: str | os.PathLike[str]) -> cv2.VideoCapture:
-    """An opened capture, or :class:`InputFileError` saying why not."""
+def open_video(path: str | os.PathLike[str], threads: int | None = None) -> cv2.VideoCapture:
+    """An opened capture, or :class:`InputFileError` saying why not.
+
+    ``threads``: the decoder's own threads (FFmpeg's; default: its choice, one per core).
+    """
     p = Path(path)
     if not p.exists():
         raise InputFileError(f"{path}: no such file")
@@ -59,7 +62,10 @@ def open_video(path: str | os.PathLike[str]) -> cv2.VideoCapture:
         raise InputFileError(f"{path}: is a directory")
     if p.stat().st_size == 0:
         raise InputFileError(f"{path}: empty file (0 bytes)")
-    cap = cv2.VideoCapture(str(p))
+    if threads is None:
+        cap = cv2.VideoCapture(str(p))
+    else:
+        cap = cv2.VideoCapture(str(p), cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, int(threads)])
     if not cap.isOpened():
         cap.release()
         raise InputFileError(f"{path}: cannot open video (corrupt, truncated or not a video)")
@@ -144,21 +150,23 @@ def iter_frames(
     start: float | None = None,
     end: float | None = None,
     color: str = "rgb",
+    decode_threads: int | None = None,
 ) -> Iterator[tuple[int, float, np.ndarray]]:
     """Yield ``(frame_index, timestamp_s, rgb_frame)`` for the sampled frames.
 
     Frames are decoded in order and only the kept ones are converted to RGB
     (``color="bgr"`` yields OpenCV's BGR frames unconverted, for re-encoding).
+    ``decode_threads`` is passed to :func:`open_video`.
     Raises :class:`InputFileError` when the video cannot be opened, has no
     frames, or its stream ends (or a frame fails to decode) before the
     frames its header promises.
     """
-    cap = open_video(path)
+    cap = open_video(path, decode_threads)
     try:
         info, consumed = _info(cap, path)
         if consumed:
             cap.release()
-            cap = open_video(path)
+            cap = open_video(path, decode_threads)
         wanted = sample_indices(info, every=every, frames=frames, fps=fps, start=start, end=end)
         if not wanted:
             return

@@ -2,7 +2,8 @@
 
 The scan streams. A background thread decodes (``grab()`` past the frames
 that are not sampled, see :mod:`deepfake_cli.frames`) a bounded queue ahead;
-batches of sampled frames are detected on downscaled copies by worker threads
+batches of sampled frames are detected (MTCNN's pyramid capped by
+``video.detect_max_side``) by worker threads
 (one MTCNN and one torch thread each) and classified in batches across frames
 through the shared :class:`~deepfake_cli.pipeline.FacePipeline`, in order;
 faces are linked into tracks (:mod:`deepfake_cli.tracking`) and each track's
@@ -71,6 +72,11 @@ CPU_DETECT_BATCH = 2
 GPU_DETECT_BATCH = 8
 # Frames decoded ahead of, and waiting to be encoded behind, the scoring thread.
 QUEUE_FRAMES = 4
+# The scan runs its own threads (decoding, one detection worker per core, encoding):
+# OpenCV's thread pool (colour conversions, crops) and FFmpeg's decoder threads on
+# top of them mostly wait for each other (fewer CPU seconds per scan on 2 cores).
+SCAN_OPENCV_THREADS = 1
+SCAN_DECODE_THREADS = 1
 # With OpenMP (Linux and Windows wheels) torch's thread count is per thread, so each
 # detection worker can run single-threaded; elsewhere it is global and left alone.
 _PER_THREAD_TORCH_THREADS = "parallel backend: OpenMP" in torch.__config__.parallel_info()
@@ -137,7 +143,7 @@ def sampling_options(video_cfg: VideoConfig) -> dict[str, Any]:
 
 
 def video_pipeline(classifier: FaceClassifier, cfg: Config) -> FacePipeline:
-    """The face pipeline for videos: detection on frames shrunk to ``video.detect_max_side``."""
+    """The face pipeline for videos: detection capped at ``video.detect_max_side`` (see :class:`~deepfake_cli.faces.FaceDetector`)."""
     return FacePipeline.from_config(classifier, cfg, max_side=cfg.video.detect_max_side)
 
 
@@ -206,7 +212,22 @@ def scan_video(
     video, truncated, no frames, nothing to sample in ``start..end``) and
     :class:`UsageError` for contradictory sampling options.
     """
-    return _VideoScan(path, pipeline, video_cfg, annotate_path, progress, on_row, keep_rows).run()
+    with _opencv_threads(SCAN_OPENCV_THREADS):
+        return _VideoScan(path, pipeline, video_cfg, annotate_path, progress, on_row, keep_rows).run()
+
+
+@contextlib.contextmanager
+def _opencv_threads(n: int) -> Iterator[None]:
+    """OpenCV's thread count (process-wide) for the duration of a scan."""
+    before = cv2.getNumThreads()
+    if n == before:
+        yield
+        return
+    cv2.setNumThreads(n)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(before)
 
 
 class _VideoScan:
@@ -253,10 +274,10 @@ class _VideoScan:
         if self.annotate_path is not None:
             # Every frame is decoded and re-encoded; only the sampled ones are scored.
             sampled: set[int] | None = set(wanted)
-            make_frames = partial(iter_frames, self.path, color="bgr")
+            make_frames = partial(iter_frames, self.path, color="bgr", decode_threads=SCAN_DECODE_THREADS)
         else:
             sampled = None
-            make_frames = partial(iter_frames, self.path, color="bgr", **options)
+            make_frames = partial(iter_frames, self.path, color="bgr", decode_threads=SCAN_DECODE_THREADS, **options)
         # Boxes stay drawn until the next sampled frame, and one sampling step past the last.
         step = wanted[-1] - wanted[-2] if len(wanted) > 1 else 1
         self.hold_until = wanted[-1] + step

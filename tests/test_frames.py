@@ -53,6 +53,15 @@ def test_grab_skipping_gives_the_same_frames_as_seeking():
     cap.release()
 
 
+def test_single_threaded_decoder_gives_the_same_frames():
+    # Video scans decode in one FFmpeg thread beside their own workers.
+    need_shared(ORIGINAL_004)
+    default = list(iter_frames(ORIGINAL_004, every=77, color="bgr"))
+    single = list(iter_frames(ORIGINAL_004, every=77, color="bgr", decode_threads=1))
+    assert [i for i, _, _ in single] == [i for i, _, _ in default] == [0, 77, 154, 231, 308]
+    assert all(np.array_equal(a, b) for (_, _, a), (_, _, b) in zip(default, single))
+
+
 def test_late_start_seeks_once_and_stays_frame_exact():
     need_shared(ORIGINAL_519)
     seeked = list(iter_frames(ORIGINAL_519, every=50, start=24.0))  # starts at frame 600: one seek
