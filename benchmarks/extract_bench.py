@@ -6,8 +6,8 @@ settings on the full frame, one frame at a time, keep the largest face with
 probability >= 0.95 and size >= 50 px, crop and save it.
 
 Pipeline: ``deepfake_cli.extract.run_extract`` on the same videos and frames
-(sequential decoding with ``grab()`` skipping, batched and downscaled
-detection, ``--workers`` processes).
+(sequential decoding with ``grab()`` skipping, batched detection with
+MTCNN's pyramid capped at ``--detect-max-side``, ``--workers`` processes).
 
 Both run in this one process invocation on the 4 videos of
 ``../shared/data/ffpp_c23``; the script prints crops/s of both, the ratio, and
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--every", type=int, default=10, help="keep every Nth frame (default 10)")
     parser.add_argument("--frames-per-video", type=int, default=None, help="K evenly spaced frames instead")
     parser.add_argument("--workers", type=int, default=2, help="pipeline worker processes (default 2)")
-    parser.add_argument("--detect-max-side", type=int, default=640, help="pipeline detection size (default 640)")
+    parser.add_argument("--detect-max-side", type=int, default=640, help="pipeline detection cap, as data.detect_max_side (default 640)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the naive loop (default 2)")
     args = parser.parse_args(argv)
     if not args.root.is_dir():

@@ -8,7 +8,7 @@ held since the last sampled frame on every frame and write the annotated video.
 
 dfdetect: :func:`deepfake_cli.video.scan_video` with the default video config
 (sequential decoding with ``grab()`` past unsampled frames in a background
-thread, detection on frames shrunk to ``video.detect_max_side`` by one
+thread, detection with MTCNN's pyramid capped at ``video.detect_max_side`` by one
 single-threaded worker per core, with MTCNN's resampling batched and, between
 whole-frame searches every ``video.redetect_every`` seconds, a search only
 around the faces of the sampled frame before, classification batched across frames,

@@ -29,6 +29,8 @@ NEAR_MIN_FACE_SHARE = 0.5
 NEAR_EDGE_SHARE = 0.1
 # facenet-pytorch MTCNN's default min_face_size: its image pyramid on a full-size frame.
 MTCNN_DEFAULT_MIN_FACE = 20.0
+# Summed-area tables held by one batched MTCNN call (5 frames of 720p, 2 of 1080p).
+DETECT_TABLE_BYTES = 64 * 2**20
 
 
 def pyramid_min_face(min_size: float, scale: float, factor: float = 0.709) -> float:
@@ -218,10 +220,15 @@ class FaceDetector:
         groups: dict[tuple[int, int], list[int]] = defaultdict(list)
         for i, img in enumerate(images):
             groups[img.shape[:2]].append(i)
-        for indices in groups.values():
-            batch = images[indices[0]][None] if len(indices) == 1 else np.stack([images[i] for i in indices])
-            for i, (boxes, probs, points) in zip(indices, self._run_mtcnn(batch)):
-                results[i] = self._filter(boxes, probs, points)
+        for (h, w), indices in groups.items():
+            # MTCNN resamples from each frame's summed-area table (12 bytes a pixel): a
+            # batch of full-size frames is cut so that its tables stay within budget.
+            per_call = max(1, DETECT_TABLE_BYTES // ((h + 1) * (w + 1) * 12))
+            for start in range(0, len(indices), per_call):
+                chunk = indices[start : start + per_call]
+                batch = images[chunk[0]][None] if len(chunk) == 1 else np.stack([images[i] for i in chunk])
+                for i, (boxes, probs, points) in zip(chunk, self._run_mtcnn(batch)):
+                    results[i] = self._filter(boxes, probs, points)
         return results
 
     def detect_one(self, image: np.ndarray) -> list[Face]:

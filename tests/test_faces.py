@@ -80,6 +80,24 @@ def test_capped_pyramid_gives_full_frame_mtcnn_boxes(video, every, tolerance):
     assert checked >= 5
 
 
+def test_batches_are_cut_to_the_table_budget(detector, monkeypatch):
+    need_shared(PHOTOS / "multiface.jpg")
+    import deepfake_cli.faces as faces_module
+
+    img = load_image(PHOTOS / "multiface.jpg")
+    images = [img, img[:, ::-1].copy(), img]
+    whole = detector.detect(images)
+    calls = []
+    run = detector._run_mtcnn
+    monkeypatch.setattr(detector, "_run_mtcnn", lambda batch: calls.append(len(batch)) or run(batch))
+    monkeypatch.setattr(faces_module, "DETECT_TABLE_BYTES", 2 * (img.shape[0] + 1) * (img.shape[1] + 1) * 12)
+    cut = detector.detect(images)
+    assert calls == [2, 1]
+    assert [len(faces) for faces in cut] == [len(faces) for faces in whole] == [6, 6, 6]
+    for a, b in zip(cut, whole):
+        assert np.allclose([f.box for f in a], [f.box for f in b], atol=1e-2)
+
+
 def test_batched_equals_single_and_filters(detector):
     need_shared(PHOTOS / "multiface.jpg")
     img = load_image(PHOTOS / "multiface.jpg")
