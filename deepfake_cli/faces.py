@@ -31,6 +31,9 @@ NEAR_EDGE_SHARE = 0.1
 MTCNN_DEFAULT_MIN_FACE = 20.0
 # Summed-area tables held by one batched MTCNN call (5 frames of 720p, 2 of 1080p).
 DETECT_TABLE_BYTES = 64 * 2**20
+# Images more than this many times max_side (a 12 MP photo, 4K video) are first shrunk to
+# that size: their tables (12 bytes a pixel) would hold hundreds of MB for no better box.
+PRESHRINK_FACTOR = 2.0
 
 
 def pyramid_min_face(min_size: float, scale: float, factor: float = 0.709) -> float:
@@ -181,8 +184,9 @@ class FaceDetector:
     it is searched as if shrunk to it (the pyramid's finest level is the one
     MTCNN would start from on the shrunk frame). Every level is still resampled
     from the frame itself, so the levels searched are those of MTCNN's default
-    pyramid on the full frame, and so are the boxes. ``select='largest'``
-    keeps only the biggest face.
+    pyramid on the full frame, and so are the boxes. Images more than
+    :data:`PRESHRINK_FACTOR` times ``max_side`` are shrunk to that first, to
+    bound memory. ``select='largest'`` keeps only the biggest face.
     """
 
     device: str | torch.device = "cpu"
@@ -256,21 +260,34 @@ class FaceDetector:
         boxes_, probs, points = self._run_mtcnn(image[None])[0]
         return self._filter(boxes_, probs, points), False
 
+    def _searched(self, batch: np.ndarray) -> tuple[np.ndarray, float]:
+        """The images MTCNN searches and their scale: ``batch`` itself, or shrunk to
+        :data:`PRESHRINK_FACTOR` times ``max_side`` when larger."""
+        h, w = batch.shape[1:3]
+        if not self.max_side or max(h, w) <= PRESHRINK_FACTOR * self.max_side:
+            return batch, 1.0
+        scale = PRESHRINK_FACTOR * self.max_side / float(max(h, w))
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        return np.stack([cv2.resize(img, size, interpolation=cv2.INTER_AREA) for img in batch]), scale
+
     def _near(self, batch: np.ndarray, boxes: Sequence[Sequence[float]], reach: float) -> list[Face] | None:
         from deepfake_cli.mtcnn import detect_faces
 
+        batch, scale = self._searched(batch)
         height, width = batch.shape[1:3]
-        min_face = self.pyramid_min_face(height, width)
+        min_face = self.pyramid_min_face(height, width, self.min_size * scale)
         if min(height, width) < min_face:
             return None
         faces: list[Face] = []
         for box in boxes:
-            x1, y1, x2, y2 = (float(v) for v in box)
+            x1, y1, x2, y2 = (float(v) * scale for v in box)
             half = max(x2 - x1, y2 - y1) * reach / 2.0
             cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
             # Skip the pyramid levels for faces much smaller than the tracked one (the
             # costliest levels); the kept levels are the whole-image pyramid's own.
-            near_min = self.pyramid_min_face(height, width, max(float(self.min_size), NEAR_MIN_FACE_SHARE * max(x2 - x1, y2 - y1)))
+            near_min = self.pyramid_min_face(
+                height, width, max(self.min_size * scale, NEAR_MIN_FACE_SHARE * max(x2 - x1, y2 - y1))
+            )
             with torch.inference_mode():
                 found, points = detect_faces(self._mtcnn, batch, max(min_face, near_min),
                                              window=(cx - half, cy - half, cx + half, cy + half))
@@ -280,7 +297,8 @@ class FaceDetector:
             inside = [i for i, b in enumerate(found[0])
                       if b[0] >= cx - half + clear and b[1] >= cy - half + clear
                       and b[2] <= cx + half - clear and b[3] <= cy + half - clear]
-            near = self._filter(found[0][inside, :4], found[0][inside, 4], points[0][inside], select_largest=False)
+            near = self._filter(found[0][inside, :4] / scale, found[0][inside, 4], points[0][inside] / scale,
+                                select_largest=False)
             if not near:
                 return None
             faces.extend(near)
@@ -295,7 +313,8 @@ class FaceDetector:
         return unique
 
     def _run_mtcnn(self, batch: np.ndarray):
-        min_face = self.pyramid_min_face(*batch.shape[1:3])
+        batch, scale = self._searched(batch)
+        min_face = self.pyramid_min_face(*batch.shape[1:3], self.min_size * scale)
         if min(batch.shape[1:3]) < min_face:
             # No face that large fits; MTCNN's image pyramid would be empty and it raises.
             return [(None, None, None)] * len(batch)
@@ -303,7 +322,7 @@ class FaceDetector:
 
         with torch.inference_mode():
             boxes, points = detect_faces(self._mtcnn, batch, min_face)
-        return [(b[:, :4], b[:, 4], p) for b, p in zip(boxes, points)]
+        return [(b[:, :4] / scale, b[:, 4], p / scale) for b, p in zip(boxes, points)]
 
     def _filter(self, boxes, probs, points, select_largest: bool = True) -> list[Face]:
         if boxes is None or len(boxes) == 0:

@@ -98,6 +98,26 @@ def test_batches_are_cut_to_the_table_budget(detector, monkeypatch):
         assert np.allclose([f.box for f in a], [f.box for f in b], atol=1e-2)
 
 
+def test_huge_images_are_shrunk_before_their_tables_are_built(monkeypatch):
+    need_shared(PHOTOS / "paul_rudd.jpg")
+    import cv2
+
+    import deepfake_cli.mtcnn as mtcnn_module
+
+    img = load_image(PHOTOS / "paul_rudd.jpg")
+    detector = FaceDetector(max_side=256)
+    factor = 3 * 2 * 256 / max(img.shape[:2])  # three times past the pre-shrink limit
+    big = cv2.resize(img, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
+    sides = []
+    init = mtcnn_module.AreaSampler.__init__
+    monkeypatch.setattr(mtcnn_module.AreaSampler, "__init__",
+                        lambda self, images, region=None: sides.append(max(images.shape[1:3])) or init(self, images, region))
+    small, large = detector.detect_one(img)[0], detector.detect_one(big)[0]
+    assert max(sides) <= 2 * 256 + 1
+    assert iou([v * factor for v in small.box], large.box) > 0.9
+    assert np.allclose(np.array(large.landmarks) / factor, small.landmarks, atol=0.05 * small.size)
+
+
 def test_batched_equals_single_and_filters(detector):
     need_shared(PHOTOS / "multiface.jpg")
     img = load_image(PHOTOS / "multiface.jpg")
