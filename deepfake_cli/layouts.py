@@ -28,7 +28,7 @@ from typing import Iterable, Sequence
 
 from deepfake_cli.errors import DatasetError, UsageError
 from deepfake_cli.images import VIDEO_EXTENSIONS
-from deepfake_cli.labels import FAKE_METHODS, canonical_method, is_real_name
+from deepfake_cli.labels import FAKE_METHODS, canonical_method
 
 LAYOUTS: tuple[str, ...] = ("ffpp", "kaggle", "dfdc", "real-fake")
 FFPP_REAL_SOURCES: tuple[str, ...] = ("youtube", "actors")

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import cv2
-import pytest
 from typer.testing import CliRunner
 
 from conftest import FFPP_C23, MULTIFACE_VIDEO, REPO, need_shared
