@@ -231,7 +231,7 @@ class FaceDetector:
             for start in range(0, len(indices), per_call):
                 chunk = indices[start : start + per_call]
                 batch = images[chunk[0]][None] if len(chunk) == 1 else np.stack([images[i] for i in chunk])
-                for i, (boxes, probs, points) in zip(chunk, self._run_mtcnn(batch)):
+                for i, (boxes, probs, points) in zip(chunk, self._run_mtcnn(*self._searched(batch))):
                     results[i] = self._filter(boxes, probs, points)
         return results
 
@@ -249,15 +249,16 @@ class FaceDetector:
         """
         if not boxes:
             return None
-        return self._near(image[None], boxes, reach)
+        return self._near(*self._searched(image[None]), boxes, reach)
 
     def detect_tracked(self, image: np.ndarray, boxes: Sequence[Sequence[float]], reach: float) -> tuple[list[Face], bool]:
         """:meth:`detect_near`, or the whole image when a tracked face is not found there (or
         none is tracked); the flag says whether the near search sufficed."""
-        near = self._near(image[None], boxes, reach) if boxes else None
+        searched, scale = self._searched(image[None])
+        near = self._near(searched, scale, boxes, reach) if boxes else None
         if near is not None:
             return near, True
-        boxes_, probs, points = self._run_mtcnn(image[None])[0]
+        boxes_, probs, points = self._run_mtcnn(searched, scale)[0]
         return self._filter(boxes_, probs, points), False
 
     def _searched(self, batch: np.ndarray) -> tuple[np.ndarray, float]:
@@ -270,10 +271,10 @@ class FaceDetector:
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
         return np.stack([cv2.resize(img, size, interpolation=cv2.INTER_AREA) for img in batch]), scale
 
-    def _near(self, batch: np.ndarray, boxes: Sequence[Sequence[float]], reach: float) -> list[Face] | None:
+    def _near(self, batch: np.ndarray, scale: float, boxes: Sequence[Sequence[float]], reach: float) -> list[Face] | None:
+        """Faces near ``boxes`` (full-image pixels) in ``batch``, a :meth:`_searched` image at ``scale``."""
         from deepfake_cli.mtcnn import detect_faces
 
-        batch, scale = self._searched(batch)
         height, width = batch.shape[1:3]
         min_face = self.pyramid_min_face(height, width, self.min_size * scale)
         if min(height, width) < min_face:
@@ -312,8 +313,8 @@ class FaceDetector:
             unique = unique[:1]
         return unique
 
-    def _run_mtcnn(self, batch: np.ndarray):
-        batch, scale = self._searched(batch)
+    def _run_mtcnn(self, batch: np.ndarray, scale: float):
+        """MTCNN on :meth:`_searched` images at ``scale``; boxes and landmarks in full-image pixels."""
         min_face = self.pyramid_min_face(*batch.shape[1:3], self.min_size * scale)
         if min(batch.shape[1:3]) < min_face:
             # No face that large fits; MTCNN's image pyramid would be empty and it raises.

@@ -89,7 +89,7 @@ def test_batches_are_cut_to_the_table_budget(detector, monkeypatch):
     whole = detector.detect(images)
     calls = []
     run = detector._run_mtcnn
-    monkeypatch.setattr(detector, "_run_mtcnn", lambda batch: calls.append(len(batch)) or run(batch))
+    monkeypatch.setattr(detector, "_run_mtcnn", lambda batch, scale: calls.append(len(batch)) or run(batch, scale))
     monkeypatch.setattr(faces_module, "DETECT_TABLE_BYTES", 2 * (img.shape[0] + 1) * (img.shape[1] + 1) * 12)
     cut = detector.detect(images)
     assert calls == [2, 1]
@@ -116,6 +116,12 @@ def test_huge_images_are_shrunk_before_their_tables_are_built(monkeypatch):
     assert max(sides) <= 2 * 256 + 1
     assert iou([v * factor for v in small.box], large.box) > 0.9
     assert np.allclose(np.array(large.landmarks) / factor, small.landmarks, atol=0.05 * small.size)
+    # A video frame searched near a lost face, then whole, is shrunk once.
+    shrinks = []
+    searched = detector._searched
+    monkeypatch.setattr(detector, "_searched", lambda batch: shrinks.append(1) or searched(batch))
+    faces, near = detector.detect_tracked(big, [(0.0, 0.0, 120.0, 120.0)], reach=2.0)
+    assert not near and len(faces) == 1 and len(shrinks) == 1
 
 
 def test_batched_equals_single_and_filters(detector):
