@@ -138,8 +138,8 @@ class VideoConfig:
     aggregate: Literal["mean", "max", "confident"] = "confident"
     # Faces are searched as if frames were shrunk to this longer side: MTCNN's image
     # pyramid starts at the level it would use there (the cost), every level resampled
-    # from the full frame (the boxes: full-frame MTCNN's). Smaller is faster but misses
-    # small faces sooner.
+    # from the full frame (the boxes: full-frame MTCNN's; frames over twice this size are
+    # shrunk to twice it first). Smaller is faster but misses small faces sooner.
     detect_max_side: int | None = 960
     # Sampled frames handed on together (unset: 8 on a GPU, 2 on the CPU): each is
     # detected in turn within its segment, then their faces are classified in one batch.

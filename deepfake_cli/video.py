@@ -593,8 +593,8 @@ class _DetectionPool:
     each op, the threads mostly wait for each other (and stall badly when the
     machine is busy), so segments of frames go to separate single-threaded
     workers instead. In a segment, each frame after the first is searched only
-    around the faces found in the frame before (:meth:`FaceDetector.detect_near`),
-    and whole when a face is not found there. Results come back as futures,
+    around the faces found in the frame before, and whole when a face is not
+    found there (:meth:`~deepfake_cli.faces.FaceDetector.detect_tracked`). Results come back as futures,
     one per frame; the scan consumes them in order.
     """
 
