@@ -88,6 +88,21 @@ def read_face_table(root: str | os.PathLike[str], val_fraction: float = 0.15, sp
     return table
 
 
+def data_fingerprint(table: FaceTable) -> str:
+    """SHA-256 of every crop's path relative to the dataset root, size, label and method.
+
+    The same crops give the same fingerprint wherever they lie, so ``evaluate``
+    recognises a model's training data on another machine or after a move and
+    re-makes its validation split instead of scoring the training crops.
+    """
+    frame = table.frame
+    lines = sorted(
+        f"{Path(os.path.relpath(path, table.root)).as_posix()}\t{os.stat(path).st_size}\t{label}\t{method}\n"
+        for path, label, method in zip(frame["path"], frame["label"], frame["method"])
+    )
+    return hashlib.sha256("".join(lines).encode("utf-8")).hexdigest()
+
+
 def carve_val(frame: pd.DataFrame, val_fraction: float, seed: int) -> pd.DataFrame:
     """Move a seeded ``val_fraction`` of the train groups to ``val`` (whole groups)."""
     train = frame["split"] == "train"
@@ -326,6 +341,7 @@ class DatasetSplits:
         """What a checkpoint or report records about the data."""
         return {
             "data": str(self.table.root.resolve()),
+            "fingerprint": data_fingerprint(self.table),
             "source": self.table.source,
             "carved_val": self.table.carved_val,
             **self.settings,

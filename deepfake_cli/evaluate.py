@@ -27,7 +27,7 @@ import pandas as pd
 from deepfake_cli.checkpoint import load_checkpoint, save_checkpoint
 from deepfake_cli.classifier import FaceClassifier
 from deepfake_cli.config import save_resolved_config
-from deepfake_cli.datasets import DatasetSplits, SplitData, balanced_subset, load_crops, load_splits
+from deepfake_cli.datasets import DatasetSplits, SplitData, balanced_subset, data_fingerprint, load_crops, load_splits, read_face_table
 from deepfake_cli.errors import DatasetError, UsageError
 from deepfake_cli.metrics import (
     binary_metrics,
@@ -78,7 +78,9 @@ def resolve_eval_data(classifier: FaceClassifier, root: str | os.PathLike[str], 
     trained_on = (meta.get("provenance") or {}).get("data")
     given = Path(root).expanduser().resolve()
     folder = given.parent if given.is_file() else given  # a metadata.csv stands for its folder
-    same_data = trained_on is not None and Path(trained_on) == folder
+    same_data = trained_on is not None and (
+        Path(trained_on) == folder or _same_crops((meta.get("provenance") or {}).get("fingerprint"), root)
+    )
     dc = cfg.data
     val_fraction, split_seed = dc.val_fraction, dc.split_seed
     if same_data:
@@ -103,6 +105,13 @@ def resolve_eval_data(classifier: FaceClassifier, root: str | os.PathLike[str], 
             "to evaluate honestly; pass --split all to score every crop anyway"
         )
     return EvalData(splits, "all", "no test split and the model was not trained on this data: every crop", limit)
+
+
+def _same_crops(fingerprint: str | None, root: str | os.PathLike[str]) -> bool:
+    """Whether the crops under ``root`` are the ones a checkpoint's fingerprint names (a moved or copied dataset)."""
+    if not fingerprint:
+        return False
+    return data_fingerprint(read_face_table(root, val_fraction=0.0)) == fingerprint
 
 
 def score_split(

@@ -16,6 +16,7 @@ from deepfake_cli.datasets import (
     EpochBatchSampler,
     FaceCrops,
     batch_seed,
+    data_fingerprint,
     encode_targets,
     load_splits,
     read_crop,
@@ -85,6 +86,29 @@ def test_val_carve_out_does_not_depend_on_where_the_data_lies(tmp_path, monkeypa
     monkeypatch.chdir(copy)
     assert absolute == relative == val_names(Path("faces"))
     assert 0 < len(absolute) < 80
+
+
+def test_fingerprint_names_the_crops_not_where_they_lie(tmp_path, monkeypatch):
+    import shutil
+
+    for cls in ("youtube", "Deepfakes"):
+        for i in range(6):
+            _image(tmp_path / "a" / cls / f"roi_{i}.png", i)
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    first = data_fingerprint(read_face_table(tmp_path / "a", val_fraction=0.0))
+    assert data_fingerprint(read_face_table(tmp_path / "b", val_fraction=0.0)) == first
+    monkeypatch.chdir(tmp_path)
+    assert data_fingerprint(read_face_table(Path("b"), val_fraction=0.5)) == first  # relative, and carving changes nothing
+    # Another file, a changed file or a crop under another class is other data.
+    _image(tmp_path / "b" / "youtube" / "roi_9.png", 9)
+    assert data_fingerprint(read_face_table(tmp_path / "b", val_fraction=0.0)) != first
+    (tmp_path / "b" / "youtube" / "roi_9.png").unlink()
+    _image(tmp_path / "b" / "youtube" / "roi_0.png", 0, size=41)
+    assert data_fingerprint(read_face_table(tmp_path / "b", val_fraction=0.0)) != first
+    shutil.rmtree(tmp_path / "b")
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    (tmp_path / "b" / "youtube" / "roi_0.png").rename(tmp_path / "b" / "Deepfakes" / "roi_x.png")
+    assert data_fingerprint(read_face_table(tmp_path / "b", val_fraction=0.0)) != first
 
 
 def test_limit_per_class_is_balanced_and_keeps_val_apart():

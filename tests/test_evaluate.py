@@ -99,3 +99,42 @@ def test_evaluate_scores_crops_as_predict_does(tmp_path, sepcnn_ckpt):
     stored = FaceClassifier.from_checkpoint(model)
     assert stored.threshold == pytest.approx(report["threshold"])
     assert stored.checkpoint_meta["metrics"]["threshold_calibration"]["method"] == "youden"
+
+
+def _folder_dataset(root, n: int = 12) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for cls in ("youtube", "Deepfakes"):
+        (root / cls).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(root / cls / f"{i}.png")
+
+
+def test_evaluate_knows_a_moved_copy_of_the_training_data(tmp_path, sepcnn_ckpt):
+    """A model's training crops, moved or copied elsewhere, still get its val split, not 'all' (its train crops)."""
+    from deepfake_cli.checkpoint import load_checkpoint, save_checkpoint
+    from deepfake_cli.datasets import load_splits
+
+    trained_on, moved = tmp_path / "machine_a" / "faces", tmp_path / "machine_b" / "faces"
+    _folder_dataset(trained_on)
+    cfg = load_config(None, {"data.val_fraction": 0.25}, environ={})
+    ckpt = load_checkpoint(sepcnn_ckpt)
+    provenance = load_splits(trained_on, val_fraction=0.25, split_seed=0).provenance()
+    ckpt["provenance"] = {**(ckpt.get("provenance") or {}), "data": provenance["data"]}
+    ckpt["config"] = {**(ckpt.get("config") or {}), "data": {"val_fraction": 0.25, "split_seed": 0}}
+    without = save_checkpoint(ckpt, tmp_path / "no_fingerprint.pt")
+    ckpt["provenance"]["fingerprint"] = provenance["fingerprint"]
+    model = save_checkpoint(ckpt, tmp_path / "model.pt")
+    shutil.copytree(trained_on, moved)
+    shutil.rmtree(trained_on)
+
+    report = evaluate(model, cfg, moved, tmp_path / "eval")
+    assert report["data"]["split"] == "val"
+    val = load_splits(moved, val_fraction=0.25, split_seed=0)["val"]
+    assert report["frame"]["n"] == len(val) == 6
+    # Without a fingerprint (older checkpoints) only the path tells, and a moved copy is scored whole.
+    assert evaluate(without, cfg, moved, tmp_path / "eval2")["data"]["split"] == "all"
+    # Other crops at the recorded place are not the training data either.
+    (moved / "youtube" / "0.png").unlink()
+    assert evaluate(model, cfg, moved, tmp_path / "eval3")["data"]["split"] == "all"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import PHOTOS, REPO, need_shared
+from conftest import FFPP_FACES, PHOTOS, REPO, need_shared
 from deepfake_cli.cli.app import app
 from deepfake_cli.model_store import default_model_name, resolve_model
 
@@ -52,6 +52,17 @@ def test_models_info_prints_card_and_json():
     info = json.loads(runner.invoke(app, ["models", "info", "--json"]).stdout)
     assert info["name"] == DEFAULT and info["default"] and info["metrics"]
     assert info["preprocessing"]["face"]["margin"] == 0.0
+
+
+def test_evaluate_finds_the_default_models_val_split_wherever_the_crops_lie():
+    """The card's evaluate command re-makes the 814-crop val split on any machine (fingerprint, not path)."""
+    need_shared(FFPP_FACES)
+    from deepfake_cli.checkpoint import load_checkpoint
+    from deepfake_cli.datasets import data_fingerprint, read_face_table
+
+    provenance = load_checkpoint(resolve_model(None))["provenance"]
+    assert provenance["fingerprint"] == data_fingerprint(read_face_table(FFPP_FACES, val_fraction=0.0))
+    assert provenance["splits"]["val"]["crops"] == 814
 
 
 @pytest.mark.slow
