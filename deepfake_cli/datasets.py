@@ -30,6 +30,7 @@ import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -337,11 +338,16 @@ class DatasetSplits:
         split = self.splits.get(name)
         return split if split is not None and len(split) else None
 
+    @cached_property
+    def fingerprint(self) -> str:
+        """:func:`data_fingerprint` of the table, computed once (checkpoints are saved every epoch)."""
+        return data_fingerprint(self.table)
+
     def provenance(self) -> dict[str, Any]:
         """What a checkpoint or report records about the data."""
         return {
             "data": str(self.table.root.resolve()),
-            "fingerprint": data_fingerprint(self.table),
+            "fingerprint": self.fingerprint,
             "source": self.table.source,
             "carved_val": self.table.carved_val,
             **self.settings,
