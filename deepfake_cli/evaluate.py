@@ -75,12 +75,12 @@ def resolve_eval_data(classifier: FaceClassifier, root: str | os.PathLike[str], 
     if split not in EVAL_SPLITS:
         raise UsageError(f"--split must be one of {', '.join(EVAL_SPLITS)}")
     meta = classifier.checkpoint_meta
-    trained_on = (meta.get("provenance") or {}).get("data")
+    provenance = meta.get("provenance") or {}
+    trained_on, fingerprint = provenance.get("data"), provenance.get("fingerprint")
     given = Path(root).expanduser().resolve()
     folder = given.parent if given.is_file() else given  # a metadata.csv stands for its folder
-    same_data = trained_on is not None and (
-        Path(trained_on) == folder or _same_crops((meta.get("provenance") or {}).get("fingerprint"), root)
-    )
+    same_path = trained_on is not None and Path(trained_on) == folder
+    same_data = same_path or (trained_on is not None and _same_crops(fingerprint, root))
     dc = cfg.data
     val_fraction, split_seed = dc.val_fraction, dc.split_seed
     if same_data:
@@ -98,7 +98,10 @@ def resolve_eval_data(classifier: FaceClassifier, root: str | os.PathLike[str], 
     if splits.get("test") is not None:
         return EvalData(splits, "test", "the data's test split", limit)
     if same_data and splits.get("val") is not None:
-        return EvalData(splits, "val", "no test split; the model's validation split (it was trained on this data)", limit)
+        reason = "no test split; the model's validation split (it was trained on this data)"
+        if same_path and fingerprint and splits.fingerprint != fingerprint:
+            reason += "; the crops there changed since training, so this split may hold some of its training crops"
+        return EvalData(splits, "val", reason, limit)
     if same_data:
         raise DatasetError(
             f"{root}: the model was trained on this data and there is neither a test nor a validation split "

@@ -136,5 +136,12 @@ def test_evaluate_knows_a_moved_copy_of_the_training_data(tmp_path, sepcnn_ckpt)
     # Without a fingerprint (older checkpoints) only the path tells, and a moved copy is scored whole.
     assert evaluate(without, cfg, moved, tmp_path / "eval2")["data"]["split"] == "all"
     # Other crops at the recorded place are not the training data either.
-    (moved / "youtube" / "0.png").unlink()
+    (moved / "youtube" / "0.png").rename(tmp_path / "0.png")
     assert evaluate(model, cfg, moved, tmp_path / "eval3")["data"]["split"] == "all"
+    # Crops changed where the model was trained: still its split, with a warning.
+    shutil.copytree(moved, trained_on)
+    report = evaluate(model, cfg, trained_on, tmp_path / "eval4")
+    assert report["data"]["split"] == "val" and "changed since training" in report["data"]["split_reason"]
+    shutil.copy(tmp_path / "0.png", trained_on / "youtube" / "0.png")
+    report = evaluate(model, cfg, trained_on, tmp_path / "eval5")
+    assert report["data"]["split"] == "val" and "changed" not in report["data"]["split_reason"]
