@@ -410,7 +410,7 @@ def validate(cfg: Config) -> None:
         ("predict.batch_size", cfg.predict.batch_size >= 1, "must be >= 1"),
         ("predict.threshold", cfg.predict.threshold is None or 0.0 <= cfg.predict.threshold <= 1.0, "must be between 0 and 1"),
         ("train.batch_size", cfg.train.batch_size >= 1, "must be >= 1"),
-        ("train.epochs", cfg.train.epochs >= 0, "must be >= 0"),
+        ("train.epochs", cfg.train.epochs >= 1, "must be >= 1"),
         ("train.lr", cfg.train.lr > 0, "must be > 0"),
         ("train.weight_decay", cfg.train.weight_decay >= 0, "must be >= 0"),
         ("train.label_smoothing", 0.0 <= cfg.train.label_smoothing < 1.0, "must be in [0, 1)"),

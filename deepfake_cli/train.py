@@ -117,7 +117,12 @@ def config_for_resume(last_pt: str | Path, overrides: Mapping[str, Any] | None =
             f"--resume continues the run with its stored configuration; only {', '.join(RESUME_OVERRIDES)} "
             f"may change (got {', '.join(refused)})"
         )
-    return Config.from_dict(ckpt["config"], source=str(last_pt)).replace(given)
+    cfg = Config.from_dict(ckpt["config"], source=str(last_pt)).replace(given)
+    done = int(ckpt["train_state"]["epoch"])
+    if cfg.train.epochs <= done:
+        # Checked here, before the crops are decoded: there would be nothing to train.
+        raise UsageError(f"{last_pt}: the run has trained {done} of {cfg.train.epochs} epochs; pass --epochs above {done} to go on")
+    return cfg
 
 
 def train(cfg: Config, *, resume: str | Path | None = None, reporter: TrainReporter | None = None) -> TrainResult:

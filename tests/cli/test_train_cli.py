@@ -81,6 +81,7 @@ def test_evaluate_threshold_from_val_updates_the_checkpoint(trained, tmp_path):
         (["train", "--arch", "sepcnn"], 2, "no training data"),
         (["train", "--data", "/nonexistent/data", "--arch", "sepcnn"], 1, "dataset not found"),
         (["train", "--data", str(FFPP_FACES), "--augment", "wild"], 2, "augment"),
+        (["train", "--data", str(FFPP_FACES), "--epochs", "0"], 2, "train.epochs"),
         (["train", "--data", str(FFPP_FACES), "--arch", "nope", "--limit-per-class", "2"], 1, "unknown model architecture"),
         (["evaluate", "-m", "/nonexistent/model.pt", "--data", str(FFPP_FACES)], 1, "not found"),
     ],
@@ -94,3 +95,5 @@ def test_errors_are_one_line_with_exit_codes(args, code, message):
 def test_resume_with_changed_options_is_a_usage_error(trained):
     result = runner.invoke(app, ["train", "--resume", trained["last"], "--lr", "0.5"])
     assert result.exit_code == 2 and "--resume continues the run" in result.stderr
+    done = runner.invoke(app, ["train", "--resume", trained["last"]])
+    assert done.exit_code == 2 and "trained 2 of 2 epochs; pass --epochs above 2" in " ".join(done.stderr.split())
