@@ -190,6 +190,7 @@ class RuntimeConfig:
     """Where and how computation runs."""
 
     device: Device = "auto"
+    # CPU threads for torch; unset or 0: torch's default (one per core).
     num_threads: int | None = None
     seed: int = 0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -408,6 +409,7 @@ def validate(cfg: Config) -> None:
         ("face.min_size", cfg.face.min_size >= 0, "must be >= 0"),
         ("face.margin", cfg.face.margin is None or 0.0 <= cfg.face.margin <= 3.0, "must be between 0 and 3"),
         ("predict.batch_size", cfg.predict.batch_size >= 1, "must be >= 1"),
+        ("runtime.num_threads", cfg.runtime.num_threads is None or cfg.runtime.num_threads >= 0, "must be >= 0 (0: torch's default)"),
         ("predict.threshold", cfg.predict.threshold is None or 0.0 <= cfg.predict.threshold <= 1.0, "must be between 0 and 1"),
         ("train.batch_size", cfg.train.batch_size >= 1, "must be >= 1"),
         ("train.epochs", cfg.train.epochs >= 1, "must be >= 1"),

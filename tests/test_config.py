@@ -63,6 +63,8 @@ def test_env_types_and_errors():
     assert cfg.train.amp is False and cfg.data.methods == ["Deepfakes", "FaceSwap"] and cfg.predict.threshold is None
     with pytest.raises(ConfigError, match="train.epochs"):
         load_config(environ={"DFDETECT_TRAIN_EPOCHS": "1.5"})
+    with pytest.raises(ConfigError, match="runtime.num_threads"):
+        load_config(overrides={"runtime.num_threads": -2}, environ={})
     with pytest.raises(ConfigError, match="video.evry"):
         load_config(environ={"DFDETECT_VIDEO_EVRY": "3"})
 
