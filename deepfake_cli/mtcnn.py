@@ -62,15 +62,16 @@ class AreaSampler:
     rounding (tested on a 24-megapixel image).
     """
 
-    def __init__(self, images: torch.Tensor, region: tuple[int, int, int, int] | None = None):
-        """``images``: (B, H, W, C) uint8; ``region``: (left, top, right, bottom), default all."""
+    def __init__(self, images: torch.Tensor, region: tuple[int, int, int, int] | None = None, opencv: bool | None = None):
+        """``images``: (B, H, W, C) uint8; ``region``: (left, top, right, bottom), default all;
+        ``opencv``: build the tables with OpenCV (default on the CPU) or torch (on a GPU)."""
         _, h, w, _ = images.shape
         self.height, self.width = h, w
         left, top, right, bottom = region or (0, 0, w, h)
         self.left, self.top, self.right, self.bottom = left, top, right, bottom
         part = images[:, top:bottom, left:right]
         self.device = images.device
-        if self.device.type == "cpu":
+        if opencv if opencv is not None else self.device.type == "cpu":
             # OpenCV's integral image is the same table (leading zero row and column)
             # about ten times faster than two torch cumsums on the CPU. It reads the
             # region in place; one image is not copied into a stack (milliseconds a frame).

@@ -35,6 +35,19 @@ def test_area_sampler_level_equals_interpolate_area(size):
     assert torch.equal(part, ours[:, :, 2:, 4:])
 
 
+def test_torch_tables_for_gpus_equal_opencv_tables():
+    """The GPU path builds its summed-area tables with torch cumsums: checked here on the CPU."""
+    rng = np.random.default_rng(2)
+    images = torch.from_numpy(rng.integers(0, 256, (2, 90, 130, 3), dtype=np.uint8))
+    for region in (None, (7, 5, 101, 77)):
+        cv_tables = AreaSampler(images, region, opencv=True)
+        torch_tables = AreaSampler(images, region, opencv=False)
+        assert cv_tables.table.dtype == torch_tables.table.dtype == torch.int32
+        assert torch.equal(cv_tables.table, torch_tables.table)
+        assert torch.equal(cv_tables.level(40, 60, slice(0, 40), slice(0, 60)),
+                           torch_tables.level(40, 60, slice(0, 40), slice(0, 60)))
+
+
 def test_area_sampler_crops_equal_interpolate_area_per_crop():
     rng = np.random.default_rng(1)
     image = rng.integers(0, 256, (1, 300, 400, 3), dtype=np.uint8)
