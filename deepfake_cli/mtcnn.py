@@ -71,7 +71,7 @@ class AreaSampler:
         self.left, self.top, self.right, self.bottom = left, top, right, bottom
         part = images[:, top:bottom, left:right]
         self.device = images.device
-        if opencv if opencv is not None else self.device.type == "cpu":
+        if self.device.type == "cpu" if opencv is None else opencv:
             # OpenCV's integral image is the same table (leading zero row and column)
             # about ten times faster than two torch cumsums on the CPU. It reads the
             # region in place; one image is not copied into a stack (milliseconds a frame).

@@ -121,7 +121,7 @@ def config_for_resume(last_pt: str | Path, overrides: Mapping[str, Any] | None =
     done = int(ckpt["train_state"]["epoch"])
     if cfg.train.epochs <= done:
         # Checked here, before the crops are decoded: there would be nothing to train.
-        raise UsageError(f"{last_pt}: the run has trained {done} of {cfg.train.epochs} epochs; pass --epochs above {done} to go on")
+        raise UsageError(f"{last_pt}: the run has trained through epoch {done} (--epochs {cfg.train.epochs}); pass --epochs above {done} to go on")
     return cfg
 
 

@@ -110,7 +110,7 @@ def test_resume_refuses_changed_options(tmp_path):
         config_for_resume(result.last, {"train.lr": 0.1})
     assert config_for_resume(result.last, {"train.epochs": 5}).train.epochs == 5
     # A finished run (or fewer epochs than it has done) leaves nothing to train.
-    with pytest.raises(UsageError, match="trained 1 of 1 epochs; pass --epochs above 1"):
+    with pytest.raises(UsageError, match=r"trained through epoch 1 \(--epochs 1\); pass --epochs above 1"):
         config_for_resume(result.last)
     with pytest.raises(CheckpointError, match="no training state"):
         config_for_resume(result.best)

@@ -96,4 +96,4 @@ def test_resume_with_changed_options_is_a_usage_error(trained):
     result = runner.invoke(app, ["train", "--resume", trained["last"], "--lr", "0.5"])
     assert result.exit_code == 2 and "--resume continues the run" in result.stderr
     done = runner.invoke(app, ["train", "--resume", trained["last"]])
-    assert done.exit_code == 2 and "trained 2 of 2 epochs; pass --epochs above 2" in " ".join(done.stderr.split())
+    assert done.exit_code == 2 and "trained through epoch 2 (--epochs 2); pass --epochs above 2" in " ".join(done.stderr.split())
