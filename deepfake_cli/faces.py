@@ -1,9 +1,11 @@
 """The face pipeline shared by extract, predict, video, gradcam and serve.
 
-:class:`FaceDetector` wraps facenet-pytorch's MTCNN (its weights ship in the
-wheel, so it works offline): batched detection over same-sized frames,
-optional downscaling before detection with boxes mapped back to full
-resolution, and filters on detection probability and face size.
+:class:`FaceDetector` runs facenet-pytorch's MTCNN networks and weights (they
+ship in its wheel, so it works offline; :mod:`deepfake_cli.mtcnn_nets` loads them
+without importing the package): batched detection over same-sized frames, an
+image pyramid capped at ``max_side`` but resampled from the full frame (so the
+boxes are full-frame MTCNN's), searches near tracked faces, and filters on
+detection probability and face size.
 :func:`crop_face` cuts a face out with the framing (margin, square) a model
 was trained on.
 """
@@ -197,9 +199,9 @@ class FaceDetector:
     stats: DetectionStats = field(default_factory=DetectionStats)
 
     def __post_init__(self) -> None:
-        from facenet_pytorch import MTCNN
+        from deepfake_cli.mtcnn_nets import MTCNNNets  # facenet-pytorch's networks, without importing it
 
-        self._mtcnn = MTCNN(keep_all=True, select_largest=True, device=torch.device(self.device))
+        self._mtcnn = MTCNNNets().to(torch.device(self.device))
         # Same results, but PyTorch's CPU max-pooling is 4-10x faster on channels-last
         # tensors: MTCNN detects about 1.7x faster.
         self._mtcnn.to(memory_format=torch.channels_last)
@@ -319,7 +321,7 @@ class FaceDetector:
         if min(batch.shape[1:3]) < min_face:
             # No face that large fits; MTCNN's image pyramid would be empty and it raises.
             return [(None, None, None)] * len(batch)
-        from deepfake_cli.mtcnn import detect_faces  # imports facenet-pytorch: only when detecting
+        from deepfake_cli.mtcnn import detect_faces  # loads torchvision's NMS op: only when detecting
 
         with torch.inference_mode():
             boxes, points = detect_faces(self._mtcnn, batch, min_face)

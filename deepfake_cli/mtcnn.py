@@ -4,8 +4,8 @@ facenet-pytorch's ``detect_face`` resizes the image for each pyramid level
 and every candidate box for R-Net (24 px) and O-Net (48 px) with its own
 ``interpolate(mode="area")`` call: about 200 calls per video frame, which
 take a good part of detection time on the CPU. :func:`detect_faces` runs the
-same stages with the same networks, thresholds and NMS helpers (imported from
-facenet-pytorch), but resamples every pyramid level, and all candidates of a
+same stages with the same networks, thresholds and NMS (:mod:`deepfake_cli.mtcnn_nets`,
+which loads them without importing facenet-pytorch), but resamples every pyramid level, and all candidates of a
 stage at once, from summed-area tables (:class:`AreaSampler`). Area
 resampling is a mean over pixel bins (``adaptive_avg_pool2d``'s bins); the
 tables make each bin sum exact, so the networks' inputs differ from
@@ -27,7 +27,7 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 import torch
-from facenet_pytorch.models.utils.detect_face import batched_nms, batched_nms_numpy, bbreg, pad, rerec
+from deepfake_cli.mtcnn_nets import batched_nms, batched_nms_min, bbreg, pad, rerec
 
 # P-Net, R-Net, O-Net inputs are scaled as in the original MTCNN.
 _PIXEL_MEAN, _PIXEL_SCALE = 127.5, 0.0078125
@@ -192,8 +192,7 @@ def _region(window: Box | None, height: int, width: int) -> tuple[int, int, int,
 def _crop_candidates(sampler: AreaSampler, boxes: torch.Tensor, image_inds: torch.Tensor, size: int):
     """Resample each candidate box (clipped to the image, as facenet-pytorch does) to ``size``;
     candidates whose clipped box is empty are dropped."""
-    y, ey, x, ex = (torch.from_numpy(v.astype(np.int64)).to(sampler.device)
-                    for v in pad(boxes, sampler.width, sampler.height))
+    y, ey, x, ex = pad(boxes, sampler.width, sampler.height)
     keep = (ey > y - 1) & (ex > x - 1)
     if not bool(keep.all()):
         boxes, image_inds = boxes[keep], image_inds[keep]
@@ -209,9 +208,9 @@ def detect_faces(
 
     Returns, per image, an (n, 5) array of boxes with their probability and an
     (n, 5, 2) array of landmarks, like facenet-pytorch's ``detect_face``.
-    ``mtcnn`` is a facenet-pytorch ``MTCNN`` (its networks, thresholds and
-    pyramid factor are used). ``window`` (x1, y1, x2, y2): search only there
-    (see the module docstring).
+    ``mtcnn`` holds the networks, thresholds and pyramid factor: a
+    :class:`~deepfake_cli.mtcnn_nets.MTCNNNets` or a facenet-pytorch ``MTCNN``.
+    ``window`` (x1, y1, x2, y2): search only there (see the module docstring).
     """
     pnet, rnet, onet = mtcnn.pnet, mtcnn.rnet, mtcnn.onet
     thresholds, factor = mtcnn.thresholds, mtcnn.factor
@@ -275,7 +274,7 @@ def detect_faces(
             (box_w * marks[:, :5] + boxes[:, 0:1] - 1, box_h * marks[:, 5:10] + boxes[:, 1:2] - 1), dim=2
         )
         boxes = bbreg(boxes, reg)
-        pick = batched_nms_numpy(boxes[:, :4], boxes[:, 4], image_inds, 0.7, "Min")
+        pick = batched_nms_min(boxes[:, :4], boxes[:, 4], image_inds, 0.7)
         boxes, image_inds, points = boxes[pick], image_inds[pick], points[pick]
 
     boxes_np, points_np, inds_np = boxes.cpu().numpy(), points.cpu().numpy(), image_inds.cpu().numpy()

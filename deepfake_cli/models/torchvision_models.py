@@ -1,9 +1,13 @@
-"""torchvision backbones with a new classification head."""
+"""torchvision backbones with a new classification head.
+
+torchvision is imported when one of these is built, not when the registry is: its
+import takes about 2 s (it pulls in ``torch._dynamo``), which every ``dfdetect``
+call with another architecture would pay.
+"""
 
 from __future__ import annotations
 
 import torch.nn as nn
-import torchvision.models as tvm
 
 from deepfake_cli.models._pretrained import ensure_weights_available
 from deepfake_cli.models._registry import register_model
@@ -23,6 +27,8 @@ def _imagenet(weights, arch: str, pretrained: bool):
 )
 def resnet18(num_classes: int = 2, pretrained: bool = False, **kwargs) -> nn.Module:
     """torchvision ResNet-18 with fc 512 -> num_classes (the first report's best model)."""
+    import torchvision.models as tvm
+
     weights = _imagenet(tvm.ResNet18_Weights.IMAGENET1K_V1, "resnet18", pretrained)
     model = tvm.resnet18(weights=weights)
     model.fc = nn.Linear(model.fc.in_features, num_classes)
@@ -36,6 +42,8 @@ def resnet18(num_classes: int = 2, pretrained: bool = False, **kwargs) -> nn.Mod
 )
 def efficientnet_b0(num_classes: int = 2, pretrained: bool = False, dropout: float = 0.2, **kwargs) -> nn.Module:
     """torchvision EfficientNet-B0 with a new 1280 -> num_classes head (the second report)."""
+    import torchvision.models as tvm
+
     weights = _imagenet(tvm.EfficientNet_B0_Weights.IMAGENET1K_V1, "efficientnet_b0", pretrained)
     model = tvm.efficientnet_b0(weights=weights)
     model.classifier = nn.Sequential(nn.Dropout(dropout, inplace=True), nn.Linear(1280, num_classes))
