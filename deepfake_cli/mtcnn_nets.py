@@ -14,6 +14,7 @@ facenet-pytorch's MTCNN (the tests compare both).
 
 from __future__ import annotations
 
+import functools
 import importlib.machinery
 import importlib.util
 import sys
@@ -135,8 +136,9 @@ class MTCNNNets(nn.Module):
 # ----------------------------------------------------------------------------- NMS and boxes
 
 
+@functools.cache
 def _load_nms_op() -> None:
-    """Make ``torch.ops.torchvision.nms`` available: torchvision's extension library
+    """Make ``torch.ops.torchvision.nms`` available, once: torchvision's extension library
     alone (milliseconds) unless torchvision is imported already; the package as a fallback."""
     if "torchvision" in sys.modules:
         return
