@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from deepfake_cli.checkpoint import load_checkpoint
 from deepfake_cli.errors import CheckpointError
 from deepfake_cli.model_store import default_model_name, resolve_model, shipped_models
@@ -14,7 +16,10 @@ def architectures() -> list[dict[str, Any]]:
     rows = []
     for name in list_models():
         spec = get_model_spec(name)
-        params = sum(p.numel() for p in create_model(name).parameters())
+        params = spec.params
+        if params is None:
+            with torch.device("meta"):  # shapes only: no weights allocated or initialised
+                params = sum(p.numel() for p in create_model(name).parameters())
         rows.append(
             {
                 "name": name,

@@ -28,6 +28,9 @@ class ModelSpec:
     std: tuple[float, float, float] = IMAGENET_STD
     gradcam_layer: str = ""
     pretrained_source: str | None = None
+    # Parameters with a 2-class head: ``models list`` shows it without building the model
+    # (a torchvision one costs a 2 s import); a test checks it against the built model.
+    params: int | None = None
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 

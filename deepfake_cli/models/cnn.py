@@ -50,13 +50,13 @@ class PlainCNN(nn.Module):
         return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
 
 
-@register_model(input_size=224, gradcam_layer="features.6")
+@register_model(input_size=224, gradcam_layer="features.6", params=8_494_658)
 def cnn(num_classes: int = 2, pretrained: bool = False, **kwargs) -> nn.Module:
     """Custom CNN of the first report: 4 double-conv blocks 64-512, deep MLP head (8.5M params)."""
     return PlainCNN([64, 128, 256, 512], [2048, 1024, 512, 256], num_classes, dropout=0.5)
 
 
-@register_model(input_size=224, gradcam_layer="features.4")
+@register_model(input_size=224, gradcam_layer="features.4", params=1_109_282)
 def cnn_small(num_classes: int = 2, pretrained: bool = False, **kwargs) -> nn.Module:
     """Small custom CNN of the first report: 3 double-conv blocks 32-128 (1.1M params)."""
     return PlainCNN([32, 64, 128], [1024, 512, 256, 128], num_classes, dropout=0.3)

@@ -102,13 +102,15 @@ class MesoInception4(nn.Module):
 _MESO_PREPROCESS = dict(input_size=256, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
 
 
-@register_model(gradcam_layer="block4", pretrained_source="dfdetect models import mesonet (DariusAf/MesoNet .h5)", **_MESO_PREPROCESS)
+@register_model(gradcam_layer="block4", pretrained_source="dfdetect models import mesonet (DariusAf/MesoNet .h5)", params=27_994,
+                **_MESO_PREPROCESS)
 def mesonet4(num_classes: int = 2, pretrained: bool = False, **kwargs) -> nn.Module:
     """Meso4 (Afchar et al. 2018), 256x256 input scaled to [0, 1]."""
     return Meso4(num_classes)
 
 
-@register_model(gradcam_layer="block4", pretrained_source="dfdetect models import mesonet (DariusAf/MesoNet .h5)", **_MESO_PREPROCESS)
+@register_model(gradcam_layer="block4", pretrained_source="dfdetect models import mesonet (DariusAf/MesoNet .h5)", params=28_632,
+                **_MESO_PREPROCESS)
 def mesoinception4(num_classes: int = 2, pretrained: bool = False, **kwargs) -> nn.Module:
     """MesoInception4 (Afchar et al. 2018), 256x256 input scaled to [0, 1]."""
     return MesoInception4(num_classes)

@@ -50,7 +50,7 @@ class SepCNN(nn.Module):
         return self.classifier(torch.flatten(self.pool(self.features(self.stem(x))), 1))
 
 
-@register_model(input_size=128, gradcam_layer="features.4")
+@register_model(input_size=128, gradcam_layer="features.4", params=175_650)
 def sepcnn(num_classes: int = 2, pretrained: bool = False, dropout: float = 0.3, **kwargs) -> nn.Module:
     """Depthwise-separable CNN of the second report (about 175k params, 128x128 input)."""
     return SepCNN(num_classes=num_classes, dropout=dropout)

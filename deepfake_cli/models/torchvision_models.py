@@ -24,6 +24,7 @@ def _imagenet(weights, arch: str, pretrained: bool):
     input_size=224,
     gradcam_layer="layer4.1",
     pretrained_source="torchvision ResNet18_Weights.IMAGENET1K_V1",
+    params=11_177_538,
 )
 def resnet18(num_classes: int = 2, pretrained: bool = False, **kwargs) -> nn.Module:
     """torchvision ResNet-18 with fc 512 -> num_classes (the first report's best model)."""
@@ -39,6 +40,7 @@ def resnet18(num_classes: int = 2, pretrained: bool = False, **kwargs) -> nn.Mod
     input_size=224,
     gradcam_layer="features.8",
     pretrained_source="torchvision EfficientNet_B0_Weights.IMAGENET1K_V1",
+    params=4_010_110,
 )
 def efficientnet_b0(num_classes: int = 2, pretrained: bool = False, dropout: float = 0.2, **kwargs) -> nn.Module:
     """torchvision EfficientNet-B0 with a new 1280 -> num_classes head (the second report)."""

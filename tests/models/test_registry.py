@@ -30,6 +30,12 @@ def test_exact_parameter_counts(name):
     assert n_params(create_model(name)) == EXPECTED_PARAMS[name]
 
 
+@pytest.mark.parametrize("name", list_models())
+def test_declared_parameter_count_is_the_built_models(name):
+    """``models list`` shows the registry's count without building the model: it must be right."""
+    assert get_model_spec(name).params == n_params(create_model(name))
+
+
 def test_sepcnn_is_about_175k_and_efficientnet_head():
     assert 160_000 <= n_params(create_model("sepcnn")) <= 190_000
     eff = create_model("efficientnet_b0")
