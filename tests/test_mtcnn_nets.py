@@ -67,13 +67,17 @@ def test_detection_imports_neither_facenet_nor_torchvision(one_thread):
         "from deepfake_cli.faces import FaceDetector\n"
         "from deepfake_cli.images import load_image\n"
         f"faces = FaceDetector().detect([load_image({photo!r})])[0]\n"
+        "loaded = sorted(m for m in ('torchvision', 'facenet_pytorch') if m in sys.modules)\n"
+        "import torchvision  # after the op library was loaded on its own: must still work\n"
+        "b = torch.tensor([[0., 0., 10., 10.], [1., 1., 11., 11.], [50., 50., 60., 60.]])\n"
+        "kept = torchvision.ops.nms(b, torch.tensor([0.9, 0.8, 0.7]), 0.5).tolist()\n"
         "print(json.dumps({'boxes': [list(f.box) for f in faces], 'probs': [f.prob for f in faces],\n"
-        "                  'loaded': sorted(m for m in ('torchvision', 'facenet_pytorch') if m in sys.modules)}))\n"
+        "                  'loaded': loaded, 'kept': kept}))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     fresh = json.loads(out.stdout)
-    assert fresh["loaded"] == []
+    assert fresh["loaded"] == [] and fresh["kept"] == [0, 2]
 
     from deepfake_cli.faces import FaceDetector
     from deepfake_cli.images import load_image
