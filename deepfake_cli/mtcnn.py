@@ -4,9 +4,10 @@ facenet-pytorch's ``detect_face`` resizes the image for each pyramid level
 and every candidate box for R-Net (24 px) and O-Net (48 px) with its own
 ``interpolate(mode="area")`` call: about 200 calls per video frame, which
 take a good part of detection time on the CPU. :func:`detect_faces` runs the
-same stages with the same networks, thresholds and NMS (:mod:`deepfake_cli.mtcnn_nets`,
-which loads them without importing facenet-pytorch), but resamples every pyramid level, and all candidates of a
-stage at once, from summed-area tables (:class:`AreaSampler`). Area
+same stages with the same networks, thresholds and NMS (loaded by
+:mod:`deepfake_cli.mtcnn_nets` without importing facenet-pytorch), but
+resamples every pyramid level, and all candidates of a stage at once, from
+summed-area tables (:class:`AreaSampler`). Area
 resampling is a mean over pixel bins (``adaptive_avg_pool2d``'s bins); the
 tables make each bin sum exact, so the networks' inputs differ from
 facenet's by float32 rounding only and boxes agree to a small fraction of a

@@ -37,6 +37,11 @@ def _package_dir(name: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+def _flatten_whc(x: torch.Tensor) -> torch.Tensor:
+    """Flatten (N, C, H, W) as (W, H, C): the order facenet-pytorch's converted dense weights expect."""
+    return x.permute(0, 3, 2, 1).contiguous().view(x.shape[0], -1)
+
+
 class PNet(nn.Module):
     """Proposal network: a 12x12 window classifier run fully convolutionally."""
 
@@ -82,8 +87,7 @@ class RNet(nn.Module):
         x = self.pool1(self.prelu1(self.conv1(x)))
         x = self.pool2(self.prelu2(self.conv2(x)))
         x = self.prelu3(self.conv3(x))
-        # Flattened as (W, H, C): the order facenet-pytorch's converted dense weights expect.
-        x = self.prelu4(self.dense4(x.permute(0, 3, 2, 1).contiguous().view(x.shape[0], -1)))
+        x = self.prelu4(self.dense4(_flatten_whc(x)))
         return self.dense5_2(x), self.softmax5_1(self.dense5_1(x))
 
 
@@ -115,7 +119,7 @@ class ONet(nn.Module):
         x = self.pool2(self.prelu2(self.conv2(x)))
         x = self.pool3(self.prelu3(self.conv3(x)))
         x = self.prelu4(self.conv4(x))
-        x = self.prelu5(self.dense5(x.permute(0, 3, 2, 1).contiguous().view(x.shape[0], -1)))
+        x = self.prelu5(self.dense5(_flatten_whc(x)))
         return self.dense6_2(x), self.dense6_3(x), self.softmax6_1(self.dense6_1(x))
 
 
@@ -222,7 +226,7 @@ def rerec(boxes: torch.Tensor) -> torch.Tensor:
 def pad(boxes: torch.Tensor, width: int, height: int) -> tuple[torch.Tensor, ...]:
     """Integer (truncated) box corners clipped to the image, 1-based as MTCNN crops them:
     ``y, ey, x, ex`` int64."""
-    corners = boxes[:, :4].trunc().int().to(torch.int64)
+    corners = boxes[:, :4].trunc().to(torch.int64)
     x, y = corners[:, 0].clamp(min=1), corners[:, 1].clamp(min=1)
     ex, ey = corners[:, 2].clamp(max=width), corners[:, 3].clamp(max=height)
     return y, ey, x, ex
