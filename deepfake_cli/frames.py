@@ -69,6 +69,10 @@ def open_video(path: str | os.PathLike[str], threads: int | None = None) -> cv2.
     if not cap.isOpened():
         cap.release()
         raise InputFileError(f"{path}: cannot open video (corrupt, truncated or not a video)")
+    # Phone videos store portrait frames sideways with a rotation in the container: scan
+    # (and annotate) them upright, as players show them. OpenCV's FFmpeg backend does
+    # this by default; said here so that sizes, boxes and annotated copies never depend on it.
+    cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)
     return cap
 
 

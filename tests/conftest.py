@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,19 @@ def need_shared(*paths: Path) -> None:
     for p in paths or (SHARED,):
         if not p.exists():
             pytest.skip(f"{SHARED_REASON}; missing {p}")
+
+
+def with_display_rotation(data: bytes, degrees_clockwise: int) -> bytes:
+    """The video with a display rotation in its track header, as phones record portrait video."""
+    matrices = {90: (0, 1, -1, 0), 270: (0, -1, 1, 0)}
+    a, b, c, d = (v * 0x10000 for v in matrices[degrees_clockwise])
+    out = bytearray(data)
+    i = data.index(b"tkhd") - 4  # the video's track header (the only track)
+    version = data[i + 8]
+    matrix = i + 8 + 4 + (20 if version == 0 else 32) + 8 + 8  # past times, ids, duration, layer/volume
+    assert struct.unpack(">9i", data[matrix : matrix + 36])[:5] == (0x10000, 0, 0, 0, 0x10000)
+    out[matrix : matrix + 36] = struct.pack(">9i", a, b, 0, c, d, 0, 0, 0, 0x40000000)
+    return bytes(out)
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import FFPP_C23, ORIGINAL_004, need_shared
+from conftest import FFPP_C23, ORIGINAL_004, need_shared, with_display_rotation
 from deepfake_cli.errors import InputFileError, UsageError
 from deepfake_cli.frames import VideoInfo, iter_frames, sample_indices, video_info
 
@@ -144,3 +144,16 @@ def _faststart(data: bytes) -> bytes:
     head = b"".join(data[j : j + n] for kind, (j, n) in boxes.items() if kind == b"ftyp")
     rest = b"".join(data[j : j + n] for kind, (j, n) in boxes.items() if kind not in (b"ftyp", b"moov"))
     return head + bytes(moov) + rest
+
+
+def test_rotated_phone_video_is_read_upright(tmp_path):
+    need_shared(ORIGINAL_519)
+    rotated = tmp_path / "portrait.mp4"
+    rotated.write_bytes(with_display_rotation(ORIGINAL_519.read_bytes(), 90))
+    info = video_info(rotated)
+    assert (info.width, info.height, info.frame_count) == (480, 640, 751)
+    upright = {i: f for i, _, f in iter_frames(rotated, every=250, color="bgr")}
+    stored = {i: f for i, _, f in iter_frames(ORIGINAL_519, every=250, color="bgr")}
+    assert list(upright) == list(stored) == [0, 250, 500, 750]
+    for i in stored:
+        assert np.array_equal(upright[i], cv2.rotate(stored[i], cv2.ROTATE_90_CLOCKWISE))

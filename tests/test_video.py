@@ -10,11 +10,12 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import FFPP_C23, MULTIFACE_VIDEO, ORIGINAL_004, need_shared
+from conftest import FFPP_C23, MULTIFACE_VIDEO, ORIGINAL_004, need_shared, with_display_rotation
 from deepfake_cli import video as video_mod
 from deepfake_cli.classifier import FaceClassifier
 from deepfake_cli.config import load_config
 from deepfake_cli.errors import InputFileError, UsageError
+from deepfake_cli.faces import box_iou
 from deepfake_cli.frames import sample_indices, video_info
 from deepfake_cli.video import FRAME_COLUMNS, STAGES, predict_paths, predict_record, scan_video, video_pipeline
 
@@ -135,6 +136,32 @@ def test_multiface_clip_annotated_and_tracked(sepcnn_ckpt, tmp_path):
     region = (slice(max(0, y1 - 2), y1 + 3), slice(max(0, x1 - 2), x1 + 3))
     diff = np.abs(frames[0][region].astype(int) - first[::8, ::8][region].astype(int)).mean()
     assert diff > 20  # the box outline is there
+
+
+def test_phone_video_stored_sideways_is_scanned_and_annotated_upright(sepcnn_ckpt, tmp_path):
+    """Frames stored turned a quarter left, with the container's rotation putting them upright."""
+    need_shared(ORIGINAL_519)
+    cap = cv2.VideoCapture(str(ORIGINAL_519))
+    upright = [cap.read()[1] for _ in range(60)]
+    cap.release()
+    sideways = tmp_path / "sideways.mp4"
+    writer = cv2.VideoWriter(str(sideways), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (480, 640))
+    for frame in upright:
+        writer.write(cv2.rotate(frame, cv2.ROTATE_90_COUNTERCLOCKWISE))
+    writer.release()
+    phone = tmp_path / "phone.mp4"
+    phone.write_bytes(with_display_rotation(sideways.read_bytes(), 90))
+
+    pipeline, cfg = make_pipeline(sepcnn_ckpt, **{"video.every": 20})
+    result = scan_video(phone, pipeline, cfg.video, annotate_path=tmp_path / "phone_annotated.mp4")
+    assert result.summary["video_info"]["width"] == 640 and result.summary["video_info"]["height"] == 480
+    faces = [r for r in result.rows if r["status"] == "face"]
+    assert [r["frame"] for r in faces] == [0, 20, 40]  # the upright face, found on every sampled frame
+    reference = pipeline.find_faces([cv2.cvtColor(upright[0], cv2.COLOR_BGR2RGB)])[0][0].box
+    assert box_iou([faces[0][k] for k in ("x1", "y1", "x2", "y2")], reference) > 0.8
+    out = cv2.VideoCapture(str(tmp_path / "phone_annotated.mp4"))
+    assert (out.get(cv2.CAP_PROP_FRAME_WIDTH), out.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (640, 480)
+    assert int(out.get(cv2.CAP_PROP_FRAME_COUNT)) == 60
 
 
 def test_video_without_faces_has_no_verdict(sepcnn_ckpt, tmp_path):
