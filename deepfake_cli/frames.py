@@ -104,6 +104,20 @@ def _info(cap: cv2.VideoCapture, path: str | os.PathLike[str]) -> tuple[VideoInf
     return VideoInfo(fps=fps, frame_count=count, width=width, height=height), consumed
 
 
+def _frame_time(cap: cv2.VideoCapture, index: int, fps: float) -> float:
+    """Seconds from the start at which a player shows the frame just grabbed.
+
+    The container's presentation time, so that variable-frame-rate video (most phone
+    footage) gets the times a player shows; ``index / fps`` only when the stream has
+    no usable times. Rounded to the microsecond: the same value as ``index / fps`` for
+    constant-rate video.
+    """
+    ms = float(cap.get(cv2.CAP_PROP_POS_MSEC))
+    if math.isfinite(ms) and (ms > 0 or (ms == 0 and index == 0)):
+        return round(ms / 1000.0, 6)
+    return index / fps if fps > 0 else 0.0
+
+
 def sample_indices(
     info: VideoInfo,
     every: int | None = None,
@@ -193,7 +207,6 @@ def iter_frames(
             ok, bgr = cap.retrieve()
             if not ok or bgr is None:
                 raise InputFileError(f"{path}: frame {index} cannot be decoded")
-            timestamp = index / info.fps if info.fps > 0 else float(cap.get(cv2.CAP_PROP_POS_MSEC)) / 1000.0
-            yield index, timestamp, bgr if color == "bgr" else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            yield index, _frame_time(cap, index, info.fps), bgr if color == "bgr" else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     finally:
         cap.release()

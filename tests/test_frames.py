@@ -157,3 +157,43 @@ def test_rotated_phone_video_is_read_upright(tmp_path):
     assert list(upright) == list(stored) == [0, 250, 500, 750]
     for i in stored:
         assert np.array_equal(upright[i], cv2.rotate(stored[i], cv2.ROTATE_90_CLOCKWISE))
+
+
+def _with_frame_durations(data: bytes, runs: list[tuple[int, int]]) -> bytes:
+    """The MP4 (index after the frame data) with its frames' durations replaced: (frames, ticks) runs."""
+    stts = data.index(b"stts") - 4
+    old_size = struct.unpack(">I", data[stts : stts + 4])[0]
+    body = struct.pack(">I", len(runs)) + b"".join(struct.pack(">II", n, d) for n, d in runs)
+    new = struct.pack(">I4s", 12 + len(body), b"stts") + data[stts + 8 : stts + 12] + body
+    out = bytearray(data)
+
+    def grow(start, end):  # every box around the table grows with it
+        for kind, i, size in _boxes(data, start, end):
+            if kind in _CONTAINERS and i < stts < i + size:
+                out[i : i + 4] = struct.pack(">I", size + len(new) - old_size)
+                grow(i + 8, i + size)
+
+    grow(0, len(data))
+    return bytes(out[:stts]) + new + bytes(out[stts + old_size :])
+
+
+def test_timestamps_are_the_frames_presentation_times(tmp_path):
+    """Variable frame rate (phones): a frame's time is when a player shows it, not index / fps."""
+    cfr = tmp_path / "cfr.mp4"
+    writer = cv2.VideoWriter(str(cfr), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (64, 48))
+    for k in range(60):
+        writer.write(np.full((48, 64, 3), 4 * k, np.uint8))
+    writer.release()
+    data = cfr.read_bytes()
+    ticks = struct.unpack(">2I", data[data.index(b"stts") + 8 : data.index(b"stts") + 16])
+    assert ticks[0] == 1  # one run of equal durations, as written
+    assert [(i, t) for i, t, _ in iter_frames(cfr, every=10)] == [(i, i / 25) for i in range(0, 60, 10)]
+    # Same length, but the first 30 frames last half as long and the last 30 one and a half times.
+    vfr = tmp_path / "vfr.mp4"
+    step = struct.unpack(">I", data[data.index(b"stts") + 16 : data.index(b"stts") + 20])[0]
+    vfr.write_bytes(_with_frame_durations(data, [(30, step // 2), (30, 3 * step // 2)]))
+    frames = list(iter_frames(vfr, every=10))
+    assert [i for i, _, _ in frames] == [0, 10, 20, 30, 40, 50]
+    assert [t for _, t, _ in frames] == pytest.approx([0.0, 0.2, 0.4, 0.6, 1.2, 1.8])
+    # The right frames (frame k is gray level 4k, give or take the codec's loss).
+    assert all(abs(float(f.mean()) / 4 - i) < 1.5 for i, _, f in frames)
