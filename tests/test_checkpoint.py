@@ -38,6 +38,8 @@ class RunsCode:
         return (os.system, ("touch PWNED_BY_PICKLE",))
 
 
+# A bare pickle.dumps file (protocol 4+) also makes torch warn before refusing it.
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")
 def test_refuses_pickle_that_runs_code(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     evil = tmp_path / "evil.pt"
