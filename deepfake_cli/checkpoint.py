@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
-import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
@@ -96,6 +95,13 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
         raise CheckpointError(f"checkpoint not found: {path}")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: empty file, not a checkpoint")
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if head.startswith(b"version https://git-lfs"):
+        raise CheckpointError(f"{path}: a Git LFS pointer, not the checkpoint itself (fetch it with 'git lfs pull')")
+    # torch.save writes a zip archive (or, before torch 1.6, a pickle, which opens with its protocol byte).
+    if not head.startswith((b"PK\x03\x04", b"\x80")):
+        raise CheckpointError(f"{path}: not a checkpoint (neither a torch.save zip archive nor a pickle)")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -104,8 +110,10 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
             f"(it could run code); only dfdetect checkpoints are accepted (convert other formats with "
             f"'dfdetect models import')"
         ) from exc
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({type(exc).__name__}: {_first_line(exc)})") from exc
+    except Exception as exc:  # noqa: BLE001 - a text file or a Git LFS pointer fails deep in the unpickler (KeyError, IndexError, ...)
+        raise CheckpointError(
+            f"{path}: not a checkpoint, or a truncated or corrupt one ({type(exc).__name__}: {_first_line(exc)})"
+        ) from exc
     return validate_checkpoint(ckpt, str(path))
 
 

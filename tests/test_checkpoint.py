@@ -70,6 +70,23 @@ def test_truncated_empty_and_foreign_files(tmp_path, sepcnn_ckpt):
         load_checkpoint(seed)
     with pytest.raises(CheckpointError, match="not found"):
         load_checkpoint(tmp_path / "missing.pt")
+    # Text files fail deep inside the unpickler (KeyError, IndexError): still one clear error.
+    lfs = tmp_path / "lfs.pt"
+    lfs.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:0123\nsize 131072\n")
+    hello = tmp_path / "hello.pt"
+    hello.write_text("hello\n")
+    passwd = tmp_path / "passwd.pt"
+    passwd.write_text("root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1::/usr/sbin:/usr/sbin/nologin\n")
+    with pytest.raises(CheckpointError, match="Git LFS pointer"):
+        load_checkpoint(lfs)
+    for text_file in (hello, passwd):
+        with pytest.raises(CheckpointError, match="not a checkpoint"):
+            load_checkpoint(text_file)
+    # Starts like a zip archive but is not one.
+    odd = tmp_path / "odd.pt"
+    odd.write_bytes(b"PK\x03\x04" + b"\xff" * 60)
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_checkpoint(odd)
 
 
 def test_wrong_architecture_weights(tmp_path, sepcnn_ckpt):
