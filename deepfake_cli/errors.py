@@ -42,6 +42,14 @@ class InputFileError(DfdetectError):
     """One input file could not be read; the batch it belongs to goes on."""
 
 
+class ServerError(DfdetectError):
+    """The API server cannot start (its address is taken, or not this machine's)."""
+
+
+class OutputError(DfdetectError):
+    """An output file or folder cannot be written where the options say (a folder given as a file, ...)."""
+
+
 class DatasetError(DfdetectError):
     """A dataset folder or metadata file is missing or malformed."""
 

@@ -34,7 +34,8 @@ import torch
 import torch.nn as nn
 
 from deepfake_cli.classifier import FaceClassifier
-from deepfake_cli.errors import DfdetectError, ExportError, OptionalDependencyError, UsageError
+from deepfake_cli.errors import DfdetectError, ExportError, OptionalDependencyError, OutputError, UsageError
+from deepfake_cli.output import ensure_output_dir
 
 EXPORT_FORMATS = ("onnx", "torchscript")
 QUANTIZE_MODES = ("dynamic",)
@@ -271,7 +272,9 @@ def export_checkpoint(
         tolerance = FLOAT_TOLERANCE
     classifier = FaceClassifier.from_checkpoint(checkpoint, device="cpu")
     path = Path(out) if out is not None else default_export_path(checkpoint, fmt, quantize)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise OutputError(f"{path}: is a folder; give a file name")
+    ensure_output_dir(path.parent)
     batch, input_kind = verification_batch(classifier, crops)
     metadata = export_metadata(classifier)
     model = classifier.model.cpu().eval()

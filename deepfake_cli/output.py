@@ -12,7 +12,10 @@ import io
 import json
 import math
 import sys
+from pathlib import Path
 from typing import Any, Callable, Sequence, TextIO
+
+from deepfake_cli.errors import OutputError
 
 OUTPUT_FORMATS = ("table", "json", "jsonl", "csv")
 
@@ -34,6 +37,31 @@ def choose_format(
         return suffix if suffix in ("json", "jsonl", "csv") else "jsonl"
     stream = stream or sys.stdout
     return "table" if stream.isatty() else "jsonl"
+
+
+def open_output_file(path: str | Path) -> TextIO:
+    """``path`` opened for writing text (its missing folders made), or :class:`OutputError` saying why not."""
+    p = Path(path)
+    if p.is_dir():
+        raise OutputError(f"{path}: is a folder; give a file name")
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return open(p, "w", encoding="utf-8", newline="")
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write: {exc.strerror or exc}") from None
+
+
+def ensure_output_dir(path: str | Path) -> Path:
+    """The folder ``path``, made if missing, or :class:`OutputError` when it cannot be (a file is in the way)."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise OutputError(f"{path}: is a file; give a folder")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        # A file higher up (bad/text.jpg/out) or no permission.
+        raise OutputError(f"{path}: cannot make this folder: {exc.strerror or exc}") from None
+    return p
 
 
 def _clean(value: Any) -> Any:

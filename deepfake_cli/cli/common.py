@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -16,17 +18,25 @@ EXIT_FATAL = 1
 EXIT_USAGE = 2
 EXIT_FAKE = 3
 EXIT_PARTIAL = 4
+EXIT_SIGPIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader closed the pipe
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 all inputs processed; 1 fatal error (no inputs found, model missing, "
     "nothing could be processed); 2 usage error; 3 with --fail-on-fake when any input is "
     "judged fake; 4 some inputs could not be processed (3 wins over 4)."
 )
+# gradcam explains scores rather than judging inputs: no --fail-on-fake, so no 3.
+EXIT_CODES_HELP_NO_VERDICT = (
+    "Exit codes: 0 all inputs processed; 1 fatal error (no inputs found, model missing, "
+    "nothing could be processed); 2 usage error; 4 some inputs could not be processed."
+)
 
 # Progress, logs and errors go to stderr; results alone go to stdout.
-stderr = Console(stderr=True, highlight=False)
+# soft_wrap: messages stay one line each in logs and pipes (grep), never cut at 80 columns.
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
-_USAGE_ERRORS = (errors.ConfigError, errors.UsageError)
+# A bad --out (a folder given as a file, ...) is an option to change, like a bad value.
+_USAGE_ERRORS = (errors.ConfigError, errors.UsageError, errors.OutputError)
 
 
 def exit_code_for(exc: errors.DfdetectError) -> int:
@@ -44,6 +54,15 @@ def handle_errors() -> Iterator[None]:
     except KeyboardInterrupt:
         stderr.print("[yellow]interrupted[/]")
         raise typer.Exit(130) from None
+    except BrokenPipeError:
+        # The reader of stdout went away (| head): stop quietly, as command-line tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(EXIT_SIGPIPE) from None
+    except OSError as exc:
+        # Disk full, no permission, a file gone mid-run: one line, not a traceback.
+        where = f"{exc.filename}: " if exc.filename else ""
+        stderr.print(f"[bold red]error:[/] {escape(where + (exc.strerror or str(exc)))}")
+        raise typer.Exit(EXIT_FATAL) from None
 
 
 def escape(text: str) -> str:

@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 
 from deepfake_cli.cli.common import (
-    EXIT_CODES_HELP,
+    EXIT_CODES_HELP_NO_VERDICT,
     EXIT_FATAL,
     EXIT_OK,
     EXIT_PARTIAL,
@@ -101,7 +101,7 @@ def run_gradcam(cfg, sources: list[str], fmt: str) -> int:
     from deepfake_cli.gradcam import GRADCAM_COLUMNS, INDEX_NAME, default_layer, explain_images, find_layer, parse_targets
     from deepfake_cli.images import IMAGE_EXTENSIONS
     from deepfake_cli.model_store import resolve_model
-    from deepfake_cli.output import RecordWriter
+    from deepfake_cli.output import RecordWriter, ensure_output_dir
     from deepfake_cli.pipeline import FacePipeline
     from deepfake_cli.predict import STATUS_ERROR, STATUS_NO_FACE
     from deepfake_cli.sources import expand_sources
@@ -119,8 +119,7 @@ def run_gradcam(cfg, sources: list[str], fmt: str) -> int:
     if not paths:
         raise NoInputsError(f"no image files found in: {' '.join(sources)}")
 
-    out = Path(gc.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_output_dir(gc.out_dir)
     save_resolved_config(cfg.replace({"model.name": str(checkpoint)}), out)
     stderr.print(
         f"[dim]model {escape(classifier.name)} ({classifier.arch}), {gc.method} on {escape(layer)}, "
@@ -159,4 +158,4 @@ def run_gradcam(cfg, sources: list[str], fmt: str) -> int:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("gradcam", epilog=EXIT_CODES_HELP)(gradcam)
+    app.command("gradcam", epilog=EXIT_CODES_HELP_NO_VERDICT)(gradcam)

@@ -42,7 +42,7 @@ def predict(
     json_: bool = JsonOption,
     jsonl: bool = JsonlOption,
     csv_: bool = CsvOption,
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write results to this file instead of stdout."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write results to this file instead of stdout ('-': stdout; format from --json/--jsonl/--csv, else the extension)."),
     threshold: Optional[float] = ThresholdOption,
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Faces per inference batch."),
     device: Optional[str] = DeviceOption,
@@ -83,19 +83,20 @@ def predict(
 def run_predict(cfg, sources: list[str], fmt: str, out: Optional[Path], fail_on_fake: bool) -> int:
     from deepfake_cli.cli.video_cmd import scan_progress
     from deepfake_cli.errors import NoInputsError
-    from deepfake_cli.output import RecordWriter
+    from deepfake_cli.output import RecordWriter, open_output_file
     from deepfake_cli.pipeline import FacePipeline
     from deepfake_cli.predict import IMAGE_COLUMNS, PredictSummary, flat_image_row
     from deepfake_cli.sources import expand_sources
     from deepfake_cli.video import predict_paths
 
-    classifier = load_classifier(cfg)
-    pipeline = FacePipeline.from_config(classifier, cfg)
-
-    summary = PredictSummary()
-    paths = expand_sources(sources)
-    stream = sys.stdout if out is None else open(out, "w", encoding="utf-8", newline="")
+    to_file = out is not None and str(out) != "-"
+    # A bad --out fails before the model is loaded; '-' is stdout, as in 'dfdetect video'.
+    stream = open_output_file(out) if to_file else sys.stdout
     try:
+        classifier = load_classifier(cfg)
+        pipeline = FacePipeline.from_config(classifier, cfg)
+        summary = PredictSummary()
+        paths = expand_sources(sources)
         with RecordWriter(fmt, IMAGE_COLUMNS, stream, flatten=flat_image_row, title="dfdetect predict") as writer:
             # Videos are scanned like 'dfdetect video' and give one record each.
             for record in predict_paths(paths, pipeline, cfg, video_progress=scan_progress):
@@ -104,7 +105,7 @@ def run_predict(cfg, sources: list[str], fmt: str, out: Optional[Path], fail_on_
                 if record["status"] == "error":
                     stderr.print(f"[yellow]skipped:[/] {escape(record['error'])}")
     finally:
-        if out is not None:
+        if to_file:
             stream.close()
     if summary.total == 0:
         raise NoInputsError(f"no image or video files found in: {' '.join(sources)}")

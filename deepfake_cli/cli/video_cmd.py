@@ -119,7 +119,7 @@ def run_video(cfg, sources: list[str], out: Optional[Path], annotate: Optional[P
               fail_on_fake: bool) -> int:
     from deepfake_cli.errors import InputFileError, NoInputsError
     from deepfake_cli.images import VIDEO_EXTENSIONS
-    from deepfake_cli.output import choose_format
+    from deepfake_cli.output import choose_format, open_output_file
     from deepfake_cli.predict import PredictSummary
     from deepfake_cli.sources import expand_sources
     from deepfake_cli.video import (
@@ -136,17 +136,16 @@ def run_video(cfg, sources: list[str], out: Optional[Path], annotate: Optional[P
     if not paths:
         raise NoInputsError(f"no video files found in: {' '.join(sources)}")
     targets = annotation_targets(annotate, paths)
-    classifier = load_classifier(cfg)
-    pipeline = video_pipeline(classifier, cfg)
-
     rows_to_stdout = out is not None and str(out) == "-"
     summaries_fmt = None if rows_to_stdout else choose_format(json_, jsonl, False, None)
-    rows_stream = None
-    if out is not None:
-        rows_stream = sys.stdout if rows_to_stdout else open(out, "w", encoding="utf-8", newline="")
     rows_fmt = "csv" if rows_to_stdout or out is None else _rows_format(out)
+    rows_stream = None
+    if out is not None:  # opened before the model loads, so that a bad --out fails at once
+        rows_stream = sys.stdout if rows_to_stdout else open_output_file(out)
     counts = PredictSummary()
     try:
+        classifier = load_classifier(cfg)
+        pipeline = video_pipeline(classifier, cfg)
         with _maybe_writer(rows_stream, rows_fmt, FRAME_COLUMNS) as rows, \
                 _maybe_writer(None if summaries_fmt is None else sys.stdout, summaries_fmt, SUMMARY_COLUMNS,
                               flatten=flat_summary, title="dfdetect video") as summaries:
@@ -177,6 +176,7 @@ def annotation_targets(annotate: Optional[Path], paths: list[Path]) -> list[Opti
     """Where each video's annotated copy goes: the file given, or ``<folder>/<name>.annotated.mp4``."""
     from deepfake_cli.annotate import FOURCC_BY_SUFFIX
     from deepfake_cli.errors import UsageError
+    from deepfake_cli.output import ensure_output_dir
 
     if annotate is None:
         return [None] * len(paths)
@@ -185,9 +185,11 @@ def annotation_targets(annotate: Optional[Path], paths: list[Path]) -> list[Opti
             raise UsageError(f"--annotate {annotate} names one file but {len(paths)} videos were given: pass a folder")
         if annotate.resolve() == Path(paths[0]).resolve():
             raise UsageError("--annotate must not overwrite the input video")
+        ensure_output_dir(annotate.parent)
         return [annotate]
     if annotate.suffix and not annotate.is_dir():
         raise UsageError(f"--annotate {annotate}: use a video file name ({', '.join(FOURCC_BY_SUFFIX)}) or a folder")
+    ensure_output_dir(annotate)
     targets: list[Optional[Path]] = []
     used: set[str] = set()
     for path in paths:

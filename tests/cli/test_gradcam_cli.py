@@ -131,6 +131,8 @@ def test_image_without_a_face_is_a_no_face_row(tmp_path, sepcnn_ckpt):
         (["{crop}", "--layer", "classifier.4"], 2, "does not output a feature map"),
         (["{crop}", "--method", "scorecam"], 2, "gradcam.method"),
         (["{crop}", "--alpha", "1.5"], 2, "gradcam.alpha"),
+        (["{crop}", "-o", "{crop}"], 2, "is a file; give a folder"),
+        (["{crop}", "-o", "{crop}/sub"], 2, "cannot make this folder"),
     ],
 )
 def test_fatal_and_usage_errors(tmp_path, sepcnn_ckpt, args, code, needle):
@@ -149,3 +151,4 @@ def test_help_lists_the_options():
     out = runner.invoke(app, ["gradcam", "-h"], env={"COLUMNS": "200"}).stdout
     for option in ("--target", "--method", "--layer", "--no-detect", "--out", "Exit codes"):
         assert option in out
+    assert "--fail-on-fake" not in out  # gradcam has no verdict to fail on

@@ -130,3 +130,38 @@ def test_subprocess_stdin_paths_and_module_entry(mixed_folder, sepcnn_ckpt):
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["status"] == "ok"
+
+
+def test_output_paths_never_end_in_a_traceback(mixed_folder, sepcnn_ckpt, tmp_path, monkeypatch):
+    """--out: a folder or a path under a file is a one-line usage error; missing folders are made; '-' is stdout."""
+    face = str(mixed_folder / "a_face.jpg")
+    (tmp_path / "file.txt").write_text("x")
+    for out, needle in ((tmp_path, "is a folder"), (tmp_path / "file.txt" / "x.json", "cannot write")):
+        result = runner.invoke(app, ["predict", face, "-m", str(sepcnn_ckpt), "--out", str(out)])
+        assert result.exit_code == 2 and needle in result.stderr, result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+    nested = tmp_path / "new" / "deeper" / "scores.csv"
+    result = runner.invoke(app, ["predict", face, "-m", str(sepcnn_ckpt), "--out", str(nested)])
+    assert result.exit_code == 0, result.output
+    assert [r["status"] for r in csv.DictReader(nested.open())] == ["ok"]
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    result = runner.invoke(app, ["predict", face, "-m", str(sepcnn_ckpt), "--out", "-", "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout)[0]["status"] == "ok"
+    assert not (tmp_path / "cwd" / "-").exists()
+
+
+def test_closed_stdout_stops_quietly(tmp_path, sepcnn_ckpt):
+    """``dfdetect predict big/ | head -1``: exit 141, no BrokenPipeError traceback."""
+    need_shared(PHOTOS)
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for k in range(300):
+        (folder / f"{k:03d}.jpg").write_bytes((PHOTOS / "kate_siegel.jpg").read_bytes())
+    proc = subprocess.Popen(["dfdetect", "predict", str(folder), "-m", str(sepcnn_ckpt), "--no-detect", "--jsonl", "-b", "4"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert json.loads(proc.stdout.readline())["status"] == "ok"
+    proc.stdout.close()  # the reader goes away, as head does
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 141, stderr
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr
