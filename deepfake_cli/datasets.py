@@ -104,6 +104,20 @@ def data_fingerprint(table: FaceTable) -> str:
     return hashlib.sha256("".join(lines).encode("utf-8")).hexdigest()
 
 
+def crop_digests(paths: Sequence[str]) -> np.ndarray:
+    """A 64-bit BLAKE2b digest of each file's bytes (int64).
+
+    Checkpoints keep those of their training crops, so that ``evaluate`` knows a
+    training crop by its content in any folder, under any name (a subset copied
+    elsewhere, a symlinked sample).
+    """
+    out = np.empty(len(paths), dtype=np.int64)
+    for i, path in enumerate(paths):
+        with open(path, "rb") as fh:
+            out[i] = int.from_bytes(hashlib.blake2b(fh.read(), digest_size=8).digest(), "little", signed=True)
+    return out
+
+
 def carve_val(frame: pd.DataFrame, val_fraction: float, seed: int) -> pd.DataFrame:
     """Move a seeded ``val_fraction`` of the train groups to ``val`` (whole groups)."""
     train = frame["split"] == "train"
@@ -342,6 +356,12 @@ class DatasetSplits:
     def fingerprint(self) -> str:
         """:func:`data_fingerprint` of the table, computed once (checkpoints are saved every epoch)."""
         return data_fingerprint(self.table)
+
+    @cached_property
+    def train_digests(self) -> np.ndarray:
+        """Sorted :func:`crop_digests` of the train split (empty without one)."""
+        train = self.get("train")
+        return np.unique(crop_digests(train.paths)) if train is not None else np.empty(0, np.int64)
 
     def provenance(self) -> dict[str, Any]:
         """What a checkpoint or report records about the data."""

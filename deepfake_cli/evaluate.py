@@ -27,8 +27,12 @@ import pandas as pd
 from deepfake_cli.checkpoint import load_checkpoint, save_checkpoint
 from deepfake_cli.classifier import FaceClassifier
 from deepfake_cli.config import save_resolved_config
-from deepfake_cli.datasets import DatasetSplits, SplitData, balanced_subset, data_fingerprint, load_crops, load_splits, read_face_table
+from deepfake_cli.datasets import (
+    DatasetSplits, SplitData, balanced_subset, crop_digests, data_fingerprint, load_crops, load_splits, read_face_table,
+)
 from deepfake_cli.errors import DatasetError, UsageError
+from deepfake_cli.model_store import is_packaged_model
+from deepfake_cli.output import ensure_output_dir
 from deepfake_cli.metrics import (
     binary_metrics,
     choose_threshold,
@@ -41,6 +45,8 @@ from deepfake_cli.metrics import (
 
 EVAL_SPLITS: tuple[str, ...] = ("auto", "all", "train", "val", "test")
 THRESHOLD_SOURCES: tuple[str, ...] = ("checkpoint", "val")
+# A threshold chosen on fewer crops of either class is mostly noise.
+MIN_CALIBRATION_CROPS = 20
 SCORE_CHUNK = 256
 
 
@@ -52,6 +58,8 @@ class EvalData:
     split: str
     reason: str
     limit_per_class: int | None = None  # a balanced subset of the scored split (quick checks)
+    # Digests of the model's training crops (from its checkpoint) found in the data, left out of every split.
+    training: np.ndarray | None = None
 
     def rows(self, name: str | None = None) -> SplitData:
         name = name or self.split
@@ -64,6 +72,11 @@ class EvalData:
             split = self.splits.get(name)
             if split is None:
                 raise DatasetError(f"{self.splits.table.root}: no crops in the {name} split")
+        if self.training is not None and len(self.training):
+            unseen = ~np.isin(crop_digests(split.paths), self.training)
+            if not unseen.any():
+                raise DatasetError(f"{self.splits.table.root}: every crop of the {name} split was used to train this model")
+            split = SplitData(split.name, split.frame[unseen].reset_index(drop=True), split.targets[unseen])
         if self.limit_per_class:
             keep = balanced_subset(split.frame, split.targets, self.limit_per_class, self.splits.settings["split_seed"])
             split = SplitData(split.name, split.frame.iloc[keep].reset_index(drop=True), split.targets[keep])
@@ -71,7 +84,33 @@ class EvalData:
 
 
 def resolve_eval_data(classifier: FaceClassifier, root: str | os.PathLike[str], cfg, split: str = "auto") -> EvalData:
-    """Read ``root`` with the model's labels and pick the split to evaluate."""
+    """Read ``root`` with the model's labels, pick the split to evaluate, and keep the model's
+    training crops out of it.
+
+    Training crops are known by content (the checkpoint's ``train_crop_digests``), so a
+    subset of the training data copied or linked elsewhere is not scored as unseen data.
+    An explicitly requested split (``--split train``/``all``/...) is scored whole, with
+    its overlap said in the reason.
+    """
+    data = _pick_split(classifier, root, cfg, split)
+    digests = classifier.checkpoint_meta.get("train_crop_digests")
+    if digests is None:
+        return data
+    trained = np.asarray(digests, dtype=np.int64)
+    scored = data.rows()
+    seen = int(np.isin(crop_digests(scored.paths), trained).sum())
+    if not seen:
+        return data
+    if split == "auto":
+        data.training = trained
+        data.reason = (data.reason.removesuffix(": every crop")
+                       + f": every crop but the {seen} of {len(scored)} that were used to train this model")
+    else:
+        data.reason += f"; {seen} of its {len(scored)} crops were used to train this model: figures are optimistic"
+    return data
+
+
+def _pick_split(classifier: FaceClassifier, root: str | os.PathLike[str], cfg, split: str) -> EvalData:
     if split not in EVAL_SPLITS:
         raise UsageError(f"--split must be one of {', '.join(EVAL_SPLITS)}")
     meta = classifier.checkpoint_meta
@@ -200,8 +239,7 @@ def write_report(report: dict[str, Any], out_dir: str | os.PathLike[str], frame:
     from deepfake_cli.output import dumps
     from deepfake_cli.plots import plot_confusion, plot_roc
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_output_dir(out_dir)
     files: dict[str, str] = {}
     labels = list(labels)
     threshold = report["threshold"]
@@ -350,6 +388,12 @@ def evaluate(
         raise UsageError(f"--threshold-from must be one of {', '.join(THRESHOLD_SOURCES)}")
     if threshold is not None and threshold_from != "checkpoint":
         raise UsageError("give either --threshold or --threshold-from val, not both")
+    if threshold_from == "val" and is_packaged_model(model_path):
+        raise UsageError(
+            f"{model_path} ships with dfdetect and is not rewritten: calibrate a copy "
+            f"(cp {model_path} my_model.pt; dfdetect evaluate -m my_model.pt --threshold-from val ...)"
+        )
+    ensure_output_dir(out_dir)
     classifier = FaceClassifier.from_checkpoint(model_path, device=device)
     batch = cfg.predict.batch_size
     threads = cfg.runtime.num_threads or None
@@ -364,8 +408,15 @@ def evaluate(
         threshold_info = {"source": "option"}
     elif threshold_from == "val":
         val = data.rows("val")
-        if data.split == "val":
-            say("[yellow]note:[/] the threshold is chosen on the split being evaluated (val): its numbers are optimistic")
+        counts = {label: int((val.frame["label"] == label).sum()) for label in ("real", "fake")}
+        if min(counts.values()) < MIN_CALIBRATION_CROPS:
+            raise UsageError(
+                f"too few validation crops to choose a threshold: {counts['real']} real and {counts['fake']} fake "
+                f"(at least {MIN_CALIBRATION_CROPS} of each); use more data, a larger --val-fraction, or --threshold"
+            )
+        if data.split in ("val", "all"):
+            say(f"[yellow]note:[/] the threshold is chosen on crops that are also evaluated (the val split is part "
+                f"of '{data.split}'): the figures at that threshold are optimistic")
         method = threshold_method or ((classifier.checkpoint_meta.get("config") or {}).get("train") or {}).get("threshold_method") or "eer"
         with hook(f"scoring {len(val)} val crops for the threshold", len(val)) as advance:
             val_probs = score_split(classifier, val, batch, threads, advance)

@@ -31,15 +31,24 @@ def user_models_dir() -> Path:
 
 def model_dirs() -> list[Path]:
     """Folders searched for models by name, first match wins: the user's, then the shipped ones."""
-    dirs: list[Path] = [user_models_dir()]
+    return [d for d in [user_models_dir(), *_packaged_dirs()] if d.is_dir()]
+
+
+def _packaged_dirs() -> list[Path]:
     package = Path(__file__).resolve().parent
     # Installed wheel: package data. Source checkout (editable install): the repo's
     # models/, recognised by the pyproject.toml beside it (site-packages may hold an
     # unrelated top-level "models" folder).
-    dirs.append(package / "shipped_models")
+    dirs = [package / "shipped_models"]
     if (package.parent / "pyproject.toml").is_file():
         dirs.append(package.parent / "models")
-    return [d for d in dirs if d.is_dir()]
+    return dirs
+
+
+def is_packaged_model(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a model shipped with dfdetect (which commands must never rewrite)."""
+    resolved = Path(path).resolve()
+    return any(resolved.parent == d.resolve() for d in _packaged_dirs())
 
 
 @dataclass(frozen=True)
@@ -96,10 +105,10 @@ def resolve_model(spec: str | os.PathLike[str] | None) -> Path:
         raise ModelNotAvailableError(
             f"'{spec}' is an architecture, not a trained model; pass a checkpoint "
             f"(train one with 'dfdetect train --arch {spec}')"
-            + (f" or a shipped model: {', '.join(names)}" if names else "")
+            + (f" or a model by name: {', '.join(names)}" if names else "")
         )
     raise UnknownModelError(
-        f"no model named '{spec}': not a file, not a shipped model"
-        + (f" ({', '.join(names)})" if names else "")
+        f"no model named '{spec}': not a file, nor a shipped or imported model"
+        + (f" (models: {', '.join(names)})" if names else "")
         + f"; architectures: {', '.join(list_models())}"
     )

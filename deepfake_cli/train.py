@@ -594,7 +594,8 @@ class Trainer:
             config=self.cfg.to_dict(),
             metrics=metrics,
             provenance=provenance,
-            extra=extra,
+            # evaluate knows these crops by content wherever they are copied (never scores them as unseen).
+            extra={"train_crop_digests": torch.from_numpy(self.data.train_digests), **dict(extra or {})},
         )
 
     def _save(self, record: Mapping[str, Any], scores, improved: bool) -> None:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from conftest import FFPP_FACES, need_shared
 from deepfake_cli.config import load_config
+from deepfake_cli.errors import DatasetError, UsageError
 from deepfake_cli.evaluate import build_report, evaluate, report_markdown, write_report
 from deepfake_cli.labels import MULTICLASS_LABELS
 
@@ -94,17 +97,21 @@ def test_evaluate_scores_crops_as_predict_does(tmp_path, sepcnn_ckpt):
     assert np.allclose(preds["p_fake"], direct, atol=1e-6)
     assert report["frame"]["auc"] == pytest.approx(roc_auc(preds["label"] == "fake", direct), abs=1e-6)
 
-    # --threshold-from val: chosen on the val carve-out and written into the checkpoint.
+    # --threshold-from val: refused on 6 crops a class (noise), then chosen on the val
+    # carve-out and written into the checkpoint.
+    with pytest.raises(UsageError, match="too few validation crops.*6 real and 6 fake"):
+        evaluate(model, cfg, FFPP_FACES, tmp_path / "eval2", split="val", threshold_from="val")
+    cfg = load_config(None, {"data.limit_per_class": 20}, environ={})
     report = evaluate(model, cfg, FFPP_FACES, tmp_path / "eval2", split="val", threshold_from="val", threshold_method="youden")
     stored = FaceClassifier.from_checkpoint(model)
     assert stored.threshold == pytest.approx(report["threshold"])
     assert stored.checkpoint_meta["metrics"]["threshold_calibration"]["method"] == "youden"
 
 
-def _folder_dataset(root, n: int = 12) -> None:
+def _folder_dataset(root, n: int = 12, seed: int = 0) -> None:
     from PIL import Image
 
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     for cls in ("youtube", "Deepfakes"):
         (root / cls).mkdir(parents=True)
         for i in range(n):
@@ -145,3 +152,64 @@ def test_evaluate_knows_a_moved_copy_of_the_training_data(tmp_path, sepcnn_ckpt)
     shutil.copy(tmp_path / "0.png", trained_on / "youtube" / "0.png")
     report = evaluate(model, cfg, trained_on, tmp_path / "eval5")
     assert report["data"]["split"] == "val" and "changed" not in report["data"]["split_reason"]
+
+
+def test_evaluate_leaves_out_training_crops_found_anywhere(tmp_path, sepcnn_ckpt):
+    """Training crops copied into another folder (under other names) are known by content, not scored as unseen."""
+    from deepfake_cli.checkpoint import load_checkpoint, save_checkpoint
+    from deepfake_cli.datasets import crop_digests, load_splits
+
+    trained_on, sample = tmp_path / "faces", tmp_path / "sample"
+    _folder_dataset(trained_on)
+    train = load_splits(trained_on, val_fraction=0.25, split_seed=0)
+    ckpt = load_checkpoint(sepcnn_ckpt)
+    ckpt["train_crop_digests"] = torch.from_numpy(train.train_digests)
+    model = save_checkpoint(ckpt, tmp_path / "model.pt")
+    assert len(train.train_digests) == len(train["train"]) == 18
+    # A sample of 4 training crops (renamed) and 2 validation crops, plus 4 crops never seen.
+    train_paths, val_paths = train["train"].paths, train["val"].paths
+    _folder_dataset(sample, n=2, seed=1)
+    for k, src in enumerate([p for p in train_paths if "youtube" in p][:2] + [p for p in train_paths if "Deepfakes" in p][:2]):
+        cls = "youtube" if "youtube" in src else "Deepfakes"
+        shutil.copy(src, sample / cls / f"copied_{k}.png")
+    for k, src in enumerate(val_paths[:2]):
+        cls = "youtube" if "youtube" in src else "Deepfakes"
+        shutil.copy(src, sample / cls / f"val_{k}.png")
+    cfg = load_config(None, {}, environ={})
+    report = evaluate(model, cfg, sample, tmp_path / "eval")
+    assert report["data"]["split"] == "all" and report["frame"]["n"] == 6
+    assert report["data"]["split_reason"].endswith("every crop but the 4 of 10 that were used to train this model")
+    scored = pd.read_csv(tmp_path / "eval" / "predictions.csv")["path"]
+    assert not any("copied_" in p for p in scored) and sum("val_" in p for p in scored) == 2
+    assert not np.isin(crop_digests(list(scored)), train.train_digests).any()
+    # Asked for explicitly, the split is scored whole, and the report says how much of it is training data.
+    report = evaluate(model, cfg, sample, tmp_path / "eval2", split="all")
+    assert report["frame"]["n"] == 10 and "figures are optimistic" in report["data"]["split_reason"]
+    # Nothing but training crops: nothing honest to score.
+    only = tmp_path / "only_train"
+    (only / "youtube").mkdir(parents=True)
+    (only / "Deepfakes").mkdir()
+    for src in train_paths[:3] + train_paths[-3:]:
+        shutil.copy(src, only / Path(src).parent.name / Path(src).name)
+    with pytest.raises(DatasetError, match="every crop of the all split was used to train"):
+        evaluate(model, cfg, only, tmp_path / "eval3")
+
+
+def test_threshold_calibration_never_rewrites_a_shipped_model(tmp_path):
+    from deepfake_cli.model_store import is_packaged_model, resolve_model
+
+    shipped = resolve_model(None)
+    assert is_packaged_model(shipped) and not is_packaged_model(tmp_path / "copy.pt")
+    before = shipped.read_bytes()
+    cfg = load_config(None, {}, environ={})
+    with pytest.raises(UsageError, match="ships with dfdetect.*calibrate a copy"):
+        evaluate(shipped, cfg, tmp_path, tmp_path / "eval", threshold_from="val")
+    assert shipped.read_bytes() == before and not (tmp_path / "eval").exists()
+
+
+def test_unwritable_report_folder_fails_before_scoring(tmp_path, sepcnn_ckpt):
+    from deepfake_cli.errors import OutputError
+
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(OutputError, match="cannot make this folder"):
+        evaluate(sepcnn_ckpt, load_config(None, {}, environ={}), tmp_path / "nodata", tmp_path / "file.txt" / "out")

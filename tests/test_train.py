@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -63,6 +64,9 @@ def test_training_learns_and_best_pt_reloads(tmp_path):
     assert best["metrics"]["val_auc"] == pytest.approx(max(l["val_auc"] for l in lines))
     assert best["metrics"]["threshold_method"] == "eer" and 0.0 < clf.threshold <= 1.0
     assert best["provenance"]["splits"]["train"]["crops"] == 128
+    # evaluate knows the training crops by content: one digest per crop trained on.
+    digests = best["train_crop_digests"].numpy()
+    assert digests.dtype == np.int64 and len(digests) == 128 and (np.diff(digests) > 0).all()
     assert "train_state" not in best
     scores = clf.score([load_image(p) for p in sorted((FFPP_FACES / "youtube").glob("*.jpg"))[:3]])
     assert len(scores) == 3 and all(0.0 <= s.p_fake <= 1.0 for s in scores)

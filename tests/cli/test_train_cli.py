@@ -63,7 +63,7 @@ def test_evaluate_threshold_from_val_updates_the_checkpoint(trained, tmp_path):
 
     model = tmp_path / "copy.pt"
     shutil.copy(trained["best"], model)
-    result = runner.invoke(app, ["evaluate", "-m", str(model), "--data", str(FFPP_FACES), "--limit-per-class", "6",
+    result = runner.invoke(app, ["evaluate", "-m", str(model), "--data", str(FFPP_FACES), "--limit-per-class", "20",
                                  "--split", "val", "--threshold-from", "val", "--threshold-method", "youden",
                                  "--out", str(tmp_path / "e"), "--json"])  # fmt: skip
     assert result.exit_code == 0, result.stderr
