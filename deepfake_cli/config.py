@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import sys
 import types
@@ -404,6 +405,14 @@ def load_config(
 
 def validate(cfg: Config) -> None:
     """Range checks that types alone cannot express."""
+    # inf and nan parse as floats but compare strangely (nan fails every range test
+    # with a wrong message; inf overflows frame arithmetic): no setting takes them.
+    for section in dataclasses.fields(cfg):
+        values = getattr(cfg, section.name)
+        for item in dataclasses.fields(values):
+            value = getattr(values, item.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"'{section.name}.{item.name}' must be a finite number, not {value}")
     checks = [
         ("face.min_prob", 0.0 <= cfg.face.min_prob <= 1.0, "must be between 0 and 1"),
         ("face.min_size", cfg.face.min_size >= 0, "must be >= 0"),

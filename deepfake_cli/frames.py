@@ -144,8 +144,9 @@ def sample_indices(
         raise UsageError(f"fps must be > 0, got {fps}")
     if (start is not None or end is not None or fps is not None) and info.fps <= 0:
         raise InputFileError("video has no frame rate: cannot sample by time")
-    first = 0 if start is None else max(0, int(math.ceil(start * info.fps - 1e-6)))
-    stop = info.frame_count if end is None else min(info.frame_count, int(math.floor(end * info.fps + 1e-6)) + 1)
+    # Times past the video (even 1e308 s) clamp to its frame count before rounding.
+    first = 0 if start is None else max(0, int(math.ceil(min(start * info.fps, info.frame_count) - 1e-6)))
+    stop = info.frame_count if end is None else min(info.frame_count, int(math.floor(min(end * info.fps, info.frame_count) + 1e-6)) + 1)
     span = stop - first
     if span <= 0:
         return []
@@ -154,7 +155,7 @@ def sample_indices(
             return list(range(first, stop))
         return [first + int((k + 0.5) * span / frames) for k in range(frames)]
     if fps is not None:
-        step = info.fps / fps
+        step = max(1.0, info.fps / fps)  # more than the video's rate: every frame
         picked = {first + int(round(k * step)) for k in range(int(span / step) + 1)}
         return sorted(i for i in picked if i < stop)
     return list(range(first, stop, every or 1))

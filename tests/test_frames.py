@@ -33,6 +33,11 @@ def test_sample_indices_modes():
     assert sample_indices(info, every=10, start=1.0, end=2.0) == [25, 35, 45]
     assert sample_indices(info, frames=2, start=1.0, end=2.0) == [31, 44]
     assert sample_indices(info, every=10, start=10.0) == []
+    # Times far past the video clamp to it (no OverflowError); a rate above the video's is every frame.
+    assert sample_indices(info, every=10, start=1e308) == []
+    assert sample_indices(info, every=30, end=1e308) == [0, 30, 60, 90]
+    assert sample_indices(info, fps=1e308, start=3.9) == [98, 99]
+    assert sample_indices(info, fps=100) == list(range(100))
     with pytest.raises(UsageError, match="every and frames"):
         sample_indices(info, every=2, frames=3)
     with pytest.raises(UsageError):

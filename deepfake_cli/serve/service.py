@@ -19,7 +19,7 @@ import numpy as np
 
 from deepfake_cli import __version__, gradcam, video
 from deepfake_cli.classifier import FaceClassifier
-from deepfake_cli.config import Config
+from deepfake_cli.config import Config, validate
 from deepfake_cli.errors import InputFileError, UsageError
 from deepfake_cli.images import load_image
 from deepfake_cli.pipeline import FacePipeline
@@ -127,7 +127,12 @@ class DetectorService:
         frames, start, end, aggregate) for this request.
         """
         start = time.perf_counter()
-        video_cfg = dataclasses.replace(self.cfg.video, **{k: v for k, v in (sampling or {}).items() if v is not None})
+        given = {k: v for k, v in (sampling or {}).items() if v is not None}
+        ways = [k for k in ("every", "fps", "frames") if k in given]
+        if len(ways) > 1:  # as the CLI: one way to sample, never one silently dropped
+            raise UsageError(f"choose one way to sample frames, not {' and '.join(ways)}")
+        video_cfg = dataclasses.replace(self.cfg.video, **given)
+        validate(dataclasses.replace(self.cfg, video=video_cfg))  # ranges, finite times: 422, never a 500
         with self._slots, spooled_to_temp_file(upload, suffix, self.cfg.serve.upload_dir) as path:
             try:
                 result = video.scan_video(path, self.video_pipeline, video_cfg)
