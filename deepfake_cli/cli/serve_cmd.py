@@ -62,6 +62,25 @@ def serve(
         run_server(cfg)
 
 
+def _check_address(host: str, port: int) -> None:
+    """:class:`ServerError` when ``host:port`` cannot be listened on (in use, not this machine's address)."""
+    import socket
+
+    from deepfake_cli.errors import ServerError
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ServerError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise ServerError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
 def run_server(cfg) -> None:
     import uvicorn
 
@@ -70,6 +89,7 @@ def run_server(cfg) -> None:
     from deepfake_cli.serve.app import WORKER_CHECKPOINT_ENV, WORKER_CONFIG_ENV, create_app
 
     sc = cfg.serve
+    _check_address(sc.host, sc.port)  # before the model loads, and with our exit code, not uvicorn's 3
     checkpoint = resolve_model(cfg.model.name)
     if not _is_loopback(sc.host):
         stderr.print(

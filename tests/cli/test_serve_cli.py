@@ -95,3 +95,18 @@ def test_only_loopback_urls_are_accepted_by_the_helpers():
     for url in ("http://10.0.0.5:8000", "http://example.com", "http://0.0.0.0:8000"):
         with pytest.raises(ValueError, match="loopback"):
             require_loopback(url)
+
+
+def test_busy_port_is_a_one_line_error_with_exit_1(sepcnn_ckpt):
+    """uvicorn would exit 3 ("judged fake" in our table) after loading the model; we say why, with 1."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = runner.invoke(app, ["serve", "-m", str(sepcnn_ckpt), "--port", str(port)])
+    assert result.exit_code == 1, result.output
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr and "in use" in result.stderr
+    result = runner.invoke(app, ["serve", "-m", str(sepcnn_ckpt), "--host", "no-such-host.invalid"])
+    assert result.exit_code == 1 and "cannot listen on no-such-host.invalid" in result.stderr
