@@ -55,11 +55,17 @@ class VideoItem:
     identities: tuple[str, ...]  # identity keys, e.g. ("ff:519", "ff:515")
 
 
+def _not_a_folder(root: Path) -> str:
+    if root.is_file():
+        return f"{root}: a file; extract reads a dataset folder (FF++ download layout, real/ + fake/, ...)"
+    return f"dataset folder not found: {root}"
+
+
 def detect_layout(root: str | os.PathLike[str]) -> str:
     """The layout of ``root``, or :class:`DatasetError` saying what was expected."""
     root = Path(root)
     if not root.is_dir():
-        raise DatasetError(f"dataset folder not found: {root}")
+        raise DatasetError(_not_a_folder(root))
     if (root / "original_sequences").is_dir() or (root / "manipulated_sequences").is_dir():
         return "ffpp"
     if (root / "metadata.json").is_file() or any((d / "metadata.json").is_file() for d in _subdirs(root)):
@@ -93,7 +99,7 @@ def discover_videos(
     elif layout not in LAYOUTS:
         raise UsageError(f"unknown layout '{layout}' (valid: auto, {', '.join(LAYOUTS)})")
     elif not root.is_dir():
-        raise DatasetError(f"dataset folder not found: {root}")
+        raise DatasetError(_not_a_folder(root))
     wanted = _wanted_methods(methods)
     finder = {"ffpp": _ffpp, "kaggle": _kaggle, "dfdc": _dfdc, "real-fake": _real_fake}[layout]
     found = finder(root, compression)

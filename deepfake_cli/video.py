@@ -42,7 +42,7 @@ from deepfake_cli.config import Config, VideoConfig
 from deepfake_cli.errors import InputFileError
 from deepfake_cli.faces import Face
 from deepfake_cli.frames import iter_frames, sample_indices, video_info
-from deepfake_cli.images import is_video_path
+from deepfake_cli.images import is_image_path, is_video_path
 from deepfake_cli.pipeline import FacePipeline, FaceResult
 from deepfake_cli.predict import STATUS_ERROR, STATUS_NO_FACE, STATUS_OK, error_record, predict_images
 from deepfake_cli.tracking import IouTracker
@@ -257,6 +257,9 @@ class _VideoScan:
 
     # -- the scan ---------------------------------------------------------------------------
     def run(self) -> VideoResult:
+        if is_image_path(self.path):
+            # OpenCV opens a still image as a one-frame "video" at 25 fps: say what it is instead.
+            raise InputFileError(f"{self.path}: an image, not a video (score it with 'dfdetect predict')")
         info = video_info(self.path)
         options = sampling_options(self.cfg)
         try:

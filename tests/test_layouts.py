@@ -149,6 +149,9 @@ def test_dfdc_parts(tmp_path):
 def test_unknown_or_missing_layouts(tmp_path):
     with pytest.raises(DatasetError, match="not found"):
         discover_videos(tmp_path / "nope")
+    (tmp_path / "clip.mp4").write_bytes(b"x")  # a video given where a dataset folder goes
+    with pytest.raises(DatasetError, match="clip.mp4: a file; extract reads a dataset folder"):
+        discover_videos(tmp_path / "clip.mp4")
     (tmp_path / "stuff").mkdir()
     with pytest.raises(DatasetError, match="unknown dataset layout"):
         discover_videos(tmp_path)

@@ -102,10 +102,17 @@ def test_fail_on_fake_and_aggregate(sepcnn_ckpt):
         (["--out", "-", "--json"], "--out -"),
         (["--aggregate", "median"], "video.aggregate"),
         (["--annotate", "x.gif"], "video file name"),
+        (["--end", "inf"], "'video.end' must be a finite number"),
+        (["--start", "nan"], "'video.start' must be a finite number"),
+        (["--fps", "inf"], "'video.fps' must be a finite number"),
+        (["--out", "{tmp}"], "is a folder; give a file name"),
+        (["--annotate", "{tmp}/file.txt/out.mp4"], "file.txt: is a file; give a folder"),
     ],
 )
-def test_usage_errors(sepcnn_ckpt, extra, message):
+def test_usage_errors(sepcnn_ckpt, extra, message, tmp_path):
     need_shared(ORIGINAL_004)
+    (tmp_path / "file.txt").write_text("x")
+    extra = [e.format(tmp=tmp_path) for e in extra]
     result = runner.invoke(app, ["video", str(ORIGINAL_004), "-m", str(sepcnn_ckpt), *extra])
     assert result.exit_code == 2, result.output
     assert message in result.stderr
@@ -143,3 +150,16 @@ def test_predict_routes_videos_to_the_scanner(batch, sepcnn_ckpt, tmp_path):
     assert result.exit_code == 3, result.output
     _, rows = read_csv(result.stdout)
     assert len(rows) == 1 and rows[0]["verdict"] == "fake"
+
+
+def test_a_photo_named_as_a_video_source_is_an_error_row(sepcnn_ckpt):
+    """OpenCV would open it as a 1-frame '25 fps video'; the scanner says what it is instead."""
+    from conftest import PHOTOS
+
+    need_shared(PHOTOS, ORIGINAL_519)
+    photo = PHOTOS / "kate_siegel.jpg"
+    result = runner.invoke(app, ["video", str(photo), str(ORIGINAL_519), "-m", str(sepcnn_ckpt), "--every", "250", "--json"])
+    assert result.exit_code == 4, result.output
+    first, second = json.loads(result.stdout)
+    assert first["status"] == "error" and "an image, not a video" in first["error"] and "dfdetect predict" in first["error"]
+    assert second["status"] == "ok"
