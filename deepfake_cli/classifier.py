@@ -37,6 +37,16 @@ class Score:
         }
 
 
+# File names 'dfdetect train' gives every run's checkpoints: named by their run folder instead.
+RUN_CHECKPOINT_STEMS = ("best", "last")
+
+
+def checkpoint_label(path: str | os.PathLike[str]) -> str:
+    """A model's name in outputs: the file's stem, or ``run/best`` for a training run's checkpoint."""
+    p = Path(path)
+    return f"{p.parent.name}/{p.stem}" if p.stem in RUN_CHECKPOINT_STEMS and p.parent.name else p.stem
+
+
 class FaceClassifier:
     """Preprocessing + model + labels + threshold, as stored in a checkpoint."""
 
@@ -71,7 +81,7 @@ class FaceClassifier:
         cls, source: str | os.PathLike[str] | dict[str, Any], device: str | torch.device = "cpu", name: str | None = None
     ) -> "FaceClassifier":
         ckpt = source if isinstance(source, dict) else load_checkpoint(source)
-        label = name or (Path(source).stem if not isinstance(source, dict) else ckpt["arch"])
+        label = name or (checkpoint_label(source) if not isinstance(source, dict) else ckpt["arch"])
         model = model_entrypoint(ckpt["arch"])(**ckpt["model_args"])
         load_state(model, ckpt["state_dict"], label)
         return cls(

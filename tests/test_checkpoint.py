@@ -95,3 +95,17 @@ def test_wrong_architecture_weights(tmp_path, sepcnn_ckpt):
     bad = save_checkpoint(ckpt, tmp_path / "bad.pt")
     with pytest.raises(CheckpointError, match="do not fit"):
         FaceClassifier.from_checkpoint(bad)
+
+
+def test_run_checkpoints_are_named_by_their_run(tmp_path, sepcnn_ckpt):
+    """Every training run writes best.pt and last.pt: outputs name them exp3/best, not 'best'."""
+    import shutil
+
+    from deepfake_cli.classifier import FaceClassifier, checkpoint_label
+
+    run = tmp_path / "runs" / "train" / "exp3"
+    run.mkdir(parents=True)
+    shutil.copy(sepcnn_ckpt, run / "best.pt")
+    assert FaceClassifier.from_checkpoint(run / "best.pt").name == "exp3/best"
+    assert checkpoint_label(run / "last.pt") == "exp3/last"
+    assert checkpoint_label(tmp_path / "my_detector.pt") == "my_detector"
