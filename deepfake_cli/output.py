@@ -140,11 +140,19 @@ class RecordWriter:
         from rich.console import Console
         from rich.table import Table
 
+        # The table is for people on a terminal: columns empty in every row (no method for
+        # a binary model, no error) are left out; short columns never wrap ("ver/dic/t"),
+        # and the first (the file) and the error message fold to share the width left.
+        shown = [c for c in self.columns if any(_clean(row.get(c)) is not None for row in self._rows)]
+        shown = shown or list(self.columns)
         table = Table(title=self.title, show_lines=False)
-        for col in self.columns:
-            table.add_column(col, overflow="fold")
+        for i, col in enumerate(shown):
+            if i == 0 or col == "error":
+                table.add_column(col, overflow="fold", ratio=1)
+            else:
+                table.add_column(col, no_wrap=True)
         for row in self._rows:
-            table.add_row(*(_table_value(row.get(c)) for c in self.columns))
+            table.add_row(*(_table_value(row.get(c)) for c in shown))
         Console(file=self.stream).print(table)
 
 

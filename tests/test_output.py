@@ -1,0 +1,95 @@
+"""Result records as JSON, JSON Lines, CSV or a terminal table, and output paths."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+
+import pytest
+
+from deepfake_cli.errors import OutputError, UsageError
+from deepfake_cli.output import RecordWriter, choose_format, ensure_output_dir, open_output_file
+
+COLUMNS = ("path", "status", "verdict", "p_fake", "method", "box", "error")
+RECORDS = [
+    {"path": "/data/scans/2026-11-22/incoming/witness_statement_video_frame_0001.jpg", "status": "ok",
+     "verdict": "fake", "p_fake": 0.912345678, "method": None, "box": [1.04, 2.5, 30.0, 40.0], "error": None},
+    {"path": "b.png", "status": "error", "verdict": None, "p_fake": math.nan, "method": None, "box": None,
+     "error": "b.png: truncated or corrupt image (cannot identify image file 'b.png')"},
+]
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_choose_format_flag_then_extension_then_terminal():
+    assert choose_format(csv_=True, out="x.json") == "csv"
+    assert choose_format(out="x.JSON") == "json" and choose_format(out="x.txt") == "jsonl"
+    assert choose_format(stream=_Tty()) == "table" and choose_format(stream=io.StringIO()) == "jsonl"
+    assert choose_format(out="-", stream=io.StringIO()) == "jsonl"
+    with pytest.raises(UsageError, match="not --json and --csv"):
+        choose_format(json_=True, csv_=True)
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl", "csv"])
+def test_machine_formats_parse_back(fmt):
+    stream = io.StringIO()
+    with RecordWriter(fmt, COLUMNS, stream) as writer:
+        for record in RECORDS:
+            writer.write(record)
+    text = stream.getvalue()
+    if fmt == "json":
+        rows = json.loads(text)
+    elif fmt == "jsonl":
+        rows = [json.loads(line) for line in text.splitlines()]
+    else:
+        rows = list(csv.DictReader(io.StringIO(text)))
+    assert [r["path"] for r in rows] == [r["path"] for r in RECORDS]
+    if fmt == "csv":
+        assert rows[1]["p_fake"] == "" and json.loads(rows[0]["box"]) == [1.04, 2.5, 30.0, 40.0]
+    else:
+        assert rows[1]["p_fake"] is None  # NaN is not JSON: null
+        assert rows[0]["p_fake"] == pytest.approx(0.912345678)
+
+
+def test_empty_json_is_an_empty_array():
+    stream = io.StringIO()
+    with RecordWriter("json", COLUMNS, stream):
+        pass
+    assert json.loads(stream.getvalue()) == []
+
+
+def test_table_fits_a_terminal_without_splitting_short_columns():
+    stream = io.StringIO()  # Rich draws it 80 columns wide, as on a small terminal
+    with RecordWriter("table", COLUMNS, stream, title="dfdetect predict") as writer:
+        for record in RECORDS:
+            writer.write(record)
+    lines = stream.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= 80
+    header = next(line for line in lines if "status" in line)
+    # Short headers and values stay whole; the long path folds over lines instead.
+    for word in ("status", "verdict", "p_fake", "error"):
+        assert word in header
+    assert "0.9123" in stream.getvalue() and "…" not in stream.getvalue()  # folded, never cut
+    assert "method" not in header  # empty in every row: left out of the table
+    assert sum("witness" in line or "frame_0001" in line for line in lines) >= 1
+
+
+def test_output_paths(tmp_path):
+    with open_output_file(tmp_path / "new" / "deeper" / "rows.csv") as fh:
+        fh.write("x\n")
+    assert (tmp_path / "new" / "deeper" / "rows.csv").read_text() == "x\n"
+    with pytest.raises(OutputError, match="is a folder; give a file name"):
+        open_output_file(tmp_path)
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(OutputError, match="cannot write"):
+        open_output_file(tmp_path / "file.txt" / "rows.csv")
+    assert ensure_output_dir(tmp_path / "a" / "b").is_dir()
+    with pytest.raises(OutputError, match="is a file; give a folder"):
+        ensure_output_dir(tmp_path / "file.txt")
+    with pytest.raises(OutputError, match="cannot make this folder"):
+        ensure_output_dir(tmp_path / "file.txt" / "sub")
