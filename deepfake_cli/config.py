@@ -287,7 +287,15 @@ def coerce(value: Any, annotation: Any, key: str, source: str) -> Any:
 
     if origin in (list, tuple):
         inner = args[0] if args else str
-        if from_text:
+        if from_text and value.strip().startswith("["):
+            # A JSON/TOML-style list ('["Deepfakes", "FaceSwap"]'), as written in config files.
+            try:
+                items = json.loads(value)
+            except ValueError:
+                raise ConfigError(f"{source}: '{key}' is not a valid list: {value!r}") from None
+            if not isinstance(items, list):
+                raise ConfigError(f"{source}: '{key}' must be a list, got {value!r}")
+        elif from_text:
             items = [v.strip() for v in value.split(",") if v.strip()]
         elif isinstance(value, (list, tuple)):
             items = list(value)

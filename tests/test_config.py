@@ -67,6 +67,13 @@ def test_env_types_and_errors():
         load_config(overrides={"runtime.num_threads": -2}, environ={})
     with pytest.raises(ConfigError, match="video.evry"):
         load_config(environ={"DFDETECT_VIDEO_EVRY": "3"})
+    # Lists as written in a config file work too; a broken one is an error, not a literal string.
+    cfg = load_config(environ={"DFDETECT_DATA_METHODS": '["Deepfakes", "FaceSwap"]'})
+    assert cfg.data.methods == ["Deepfakes", "FaceSwap"]
+    with pytest.raises(ConfigError, match="not a valid list"):
+        load_config(environ={"DFDETECT_DATA_METHODS": '["Deepfakes", '})
+    with pytest.raises(ConfigError, match="must be finite|finite number"):
+        load_config(environ={"DFDETECT_VIDEO_END": "inf"})
 
 
 def test_toml_dump_round_trips(tmp_path):
