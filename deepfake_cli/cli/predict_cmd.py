@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -81,22 +82,29 @@ def predict(
 
 
 def run_predict(cfg, sources: list[str], fmt: str, out: Optional[Path], fail_on_fake: bool) -> int:
-    from deepfake_cli.cli.video_cmd import scan_progress
     from deepfake_cli.errors import NoInputsError
     from deepfake_cli.output import RecordWriter, open_output_file
-    from deepfake_cli.pipeline import FacePipeline
-    from deepfake_cli.predict import IMAGE_COLUMNS, PredictSummary, flat_image_row
     from deepfake_cli.sources import expand_sources
-    from deepfake_cli.video import predict_paths
 
     to_file = out is not None and str(out) != "-"
     # A bad --out fails before the model is loaded; '-' is stdout, as in 'dfdetect video'.
     stream = open_output_file(out) if to_file else sys.stdout
     try:
+        # Sources expand lazily (a huge folder, stdin): look at the first before loading the model.
+        found = iter(expand_sources(sources))
+        first = next(found, None)
+        if first is None:
+            raise NoInputsError(f"no image or video files found in: {' '.join(sources)}")
+        paths = itertools.chain([first], found)
+        # torch and the models (about 2.5 s) only once there is something to score.
+        from deepfake_cli.cli.video_cmd import scan_progress
+        from deepfake_cli.pipeline import FacePipeline
+        from deepfake_cli.predict import IMAGE_COLUMNS, PredictSummary, flat_image_row
+        from deepfake_cli.video import predict_paths
+
         classifier = load_classifier(cfg)
         pipeline = FacePipeline.from_config(classifier, cfg)
         summary = PredictSummary()
-        paths = expand_sources(sources)
         with RecordWriter(fmt, IMAGE_COLUMNS, stream, flatten=flat_image_row, title="dfdetect predict") as writer:
             # Videos are scanned like 'dfdetect video' and give one record each.
             for record in predict_paths(paths, pipeline, cfg, video_progress=scan_progress):
@@ -107,8 +115,6 @@ def run_predict(cfg, sources: list[str], fmt: str, out: Optional[Path], fail_on_
     finally:
         if to_file:
             stream.close()
-    if summary.total == 0:
-        raise NoInputsError(f"no image or video files found in: {' '.join(sources)}")
     stderr.print(
         f"{summary.total} inputs: {summary.fake} fake, {summary.real} real, "
         f"{summary.no_face} without a face, {summary.errors} errors"
