@@ -269,8 +269,8 @@ class _VideoScan:
         if not wanted:
             raise InputFileError(
                 f"{self.path}: no frame to sample between start {self.cfg.start or 0:g} s and end "
-                f"{self.cfg.end if self.cfg.end is not None else info.duration:g} s "
-                f"(the video lasts {info.duration:.1f} s)"
+                f"{f'{self.cfg.end:g}' if self.cfg.end is not None else f'{info.duration:.2f}'} s "
+                f"(the video lasts {info.duration:.2f} s)"
             )
         self.info, self.wanted = info, wanted
         self.annotator = None
