@@ -137,10 +137,18 @@ class FaceClassifier:
                     p_fake=p_fake,
                     label="fake" if p_fake >= self.threshold else "real",
                     method=method,
-                    probs={name: float(p) for name, p in zip(self.labels, row)},
+                    probs=self._probs(row, p_fake),
                 )
             )
         return scores
+
+    def _probs(self, row: np.ndarray, p_fake: float) -> dict[str, float]:
+        probs = {name: float(p) for name, p in zip(self.labels, row)}
+        if len(self.labels) == 2:
+            # softmax's fake and 1 - real differ in float32's last bits, enough to print
+            # p_fake 0.018844 beside probs.fake 0.018845: report one number.
+            probs[self.labels[1 - self.real_index]] = p_fake
+        return probs
 
     def score(self, crops: Sequence[np.ndarray], batch_size: int = 32) -> list[Score]:
         return self.score_rows(self.predict_proba(crops, batch_size))
