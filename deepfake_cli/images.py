@@ -17,12 +17,28 @@ VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm"})
 DEFAULT_MAX_PIXELS = 100_000_000
 
 
+# Animated GIFs are short videos (scanned frame by frame, tracked); a still GIF is an image.
+GIF_EXTENSION = ".gif"
+# What a folder scan of 'predict' picks up.
+MEDIA_EXTENSIONS = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS | {GIF_EXTENSION}
+
+
 def is_image_path(path: str | os.PathLike[str]) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
 def is_video_path(path: str | os.PathLike[str]) -> bool:
-    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+    suffix = Path(path).suffix.lower()
+    return suffix in VIDEO_EXTENSIONS or (suffix == GIF_EXTENSION and is_animated_gif(path))
+
+
+def is_animated_gif(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a readable GIF with more than one frame (reads its header and second frame)."""
+    try:
+        with Image.open(path) as im:
+            return bool(getattr(im, "is_animated", False))
+    except Exception:  # noqa: BLE001 - missing or broken: an image path, reported by load_image as an error row
+        return False
 
 
 def load_image(source: str | os.PathLike[str] | bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Iterable, Iterator, TextIO
 
-from deepfake_cli.images import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from deepfake_cli.images import MEDIA_EXTENSIONS
 
 LIST_EXTENSIONS = frozenset({".txt", ".lst", ".list"})
 GLOB_CHARS = frozenset("*?[")
@@ -25,7 +25,7 @@ def _walk_sorted(folder: Path, extensions: frozenset[str]) -> Iterator[Path]:
 
 def expand_sources(
     sources: Iterable[str],
-    extensions: frozenset[str] = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS,
+    extensions: frozenset[str] = MEDIA_EXTENSIONS,
     stdin: TextIO | None = None,
 ) -> Iterator[Path]:
     """Yield input files in a stable order.

@@ -36,7 +36,7 @@ from deepfake_cli.cli.common import (
 
 def predict(
     sources: List[str] = typer.Argument(
-        ..., help="Images or videos, folders (recursive), globs, .txt lists of paths, or '-' to read paths from stdin."
+        ..., help="Images or videos (an animated GIF counts as one), folders (recursive), globs, .txt lists of paths, or '-' to read paths from stdin."
     ),
     model: Optional[str] = ModelOption,
     config: Optional[Path] = ConfigOption,

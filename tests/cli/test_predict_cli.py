@@ -165,3 +165,29 @@ def test_closed_stdout_stops_quietly(tmp_path, sepcnn_ckpt):
     stderr = proc.stderr.read().decode()
     assert proc.wait(timeout=300) == 141, stderr
     assert "Traceback" not in stderr and "BrokenPipe" not in stderr
+
+
+def test_animated_gif_is_scanned_as_a_video_and_a_still_gif_as_an_image(tmp_path, sepcnn_ckpt):
+    """Folder scans pick GIFs up: an animated one is tracked frame by frame, a still one is a photo."""
+    need_shared(PHOTOS)
+    face = Image.open(PHOTOS / "kate_siegel.jpg").convert("RGB")
+    face.thumbnail((420, 420))  # the face itself about 60 px wide
+    frames = []
+    for k in range(12):  # the portrait drifts right on a grey canvas
+        canvas = Image.new("RGB", (640, 480), (128, 128, 128))
+        canvas.paste(face, (10 + 8 * k, 10))
+        frames.append(canvas)
+    folder = tmp_path / "gifs"
+    folder.mkdir()
+    frames[0].save(folder / "anim.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    frames[0].save(folder / "still.gif")
+    (folder / "broken.gif").write_bytes(b"GIF89a not really")
+    result = runner.invoke(app, ["predict", str(folder), "-m", str(sepcnn_ckpt), "--jsonl"])
+    assert result.exit_code == 4, result.output  # broken.gif is an error row, the others go on
+    records = {Path(r["path"]).name: r for r in map(json.loads, result.stdout.splitlines())}
+    assert set(records) == {"anim.gif", "still.gif", "broken.gif"}
+    anim, still = records["anim.gif"], records["still.gif"]
+    assert anim["kind"] == "video" and anim["status"] == "ok"
+    assert anim["frames"]["total"] == 12 and anim["frames"]["sampled"] == 2 == anim["frames"]["with_face"]  # 0 and 10
+    assert "kind" not in still and still["status"] == "ok" and still["faces"] == 1
+    assert records["broken.gif"]["status"] == "error"
