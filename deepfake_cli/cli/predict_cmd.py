@@ -77,6 +77,9 @@ def predict(
             },
         )
         fmt = choose_format(json_, jsonl, csv_, out=None if out is None else str(out))
+        named = None if out is None else Path(out).suffix.lower().lstrip(".")
+        if named in ("json", "jsonl", "csv") and named != fmt:
+            stderr.print(f"[yellow]note:[/] writing {fmt.upper()} into {escape(str(out))} (--{fmt} wins over the file's extension)")
         code = run_predict(cfg, sources, fmt, out, fail_on_fake)
     raise typer.Exit(code)
 

@@ -144,6 +144,11 @@ def test_output_paths_never_end_in_a_traceback(mixed_folder, sepcnn_ckpt, tmp_pa
     result = runner.invoke(app, ["predict", face, "-m", str(sepcnn_ckpt), "--out", str(nested)])
     assert result.exit_code == 0, result.output
     assert [r["status"] for r in csv.DictReader(nested.open())] == ["ok"]
+    # An explicit format flag wins over the extension, and says so.
+    odd = tmp_path / "scores.csv"
+    result = runner.invoke(app, ["predict", face, "-m", str(sepcnn_ckpt), "--out", str(odd), "--json"])
+    assert result.exit_code == 0 and "writing JSON into" in result.stderr
+    assert json.loads(odd.read_text())[0]["status"] == "ok"
     (tmp_path / "cwd").mkdir()
     monkeypatch.chdir(tmp_path / "cwd")
     result = runner.invoke(app, ["predict", face, "-m", str(sepcnn_ckpt), "--out", "-", "--json"])
