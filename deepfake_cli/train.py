@@ -49,7 +49,7 @@ from deepfake_cli.errors import CheckpointError, DatasetError, UsageError
 from deepfake_cli.faces import FaceFraming
 from deepfake_cli.labels import real_index
 from deepfake_cli.metrics import binary_metrics, choose_threshold
-from deepfake_cli.models import create_model, get_model_spec
+from deepfake_cli.models import check_pretrained, create_model, get_model_spec
 from deepfake_cli.provenance import file_sha256
 from deepfake_cli.rundir import next_run_dir
 from deepfake_cli.runtime import configure_threads, resolve_device, seed_everything
@@ -151,6 +151,8 @@ class Trainer:
         if tc.select_metric not in SELECT_HIGHER_IS_BETTER:
             raise UsageError(f"select metric must be one of {', '.join(SELECT_HIGHER_IS_BETTER)}")
         self.spec = get_model_spec(cfg.model.arch)  # an unknown architecture fails before any data is read
+        if cfg.model.pretrained and not cfg.model.init:
+            check_pretrained(cfg.model.arch)  # and so does --pretrained where it means nothing
         resume_ckpt = load_checkpoint(resume) if resume else None
         if resume_ckpt is not None and "train_state" not in resume_ckpt:
             raise CheckpointError(f"{resume}: holds no training state; resume from a run's last.pt")

@@ -1,6 +1,6 @@
 """Model registry: ``list_models``, ``create_model``, ``get_model_spec``."""
 
-from deepfake_cli.models._factory import create_model, load_state
+from deepfake_cli.models._factory import check_pretrained, create_model, load_state
 from deepfake_cli.models._registry import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -19,6 +19,7 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "ModelSpec",
+    "check_pretrained",
     "create_model",
     "get_model_spec",
     "is_model",

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch.nn as nn
 
-from deepfake_cli.models._registry import model_entrypoint
+from deepfake_cli.models._registry import get_model_spec, model_entrypoint
 
 
 def create_model(
@@ -33,7 +33,24 @@ def create_model(
         model = model_entrypoint(name)(**ckpt["model_args"])
         load_state(model, ckpt["state_dict"], str(checkpoint))
         return model
-    return model_entrypoint(name)(num_classes=num_classes, pretrained=pretrained, **model_args)
+    entrypoint = model_entrypoint(name)
+    if pretrained:
+        check_pretrained(name)
+    return entrypoint(num_classes=num_classes, pretrained=pretrained, **model_args)
+
+
+def check_pretrained(name: str) -> None:
+    """:class:`UsageError` unless ``name`` has ImageNet weights for ``pretrained=True`` to load."""
+    spec = get_model_spec(name)
+    if spec.imagenet:
+        return
+    from deepfake_cli.errors import UsageError
+
+    source = spec.pretrained_source
+    raise UsageError(
+        f"'{name}' has no ImageNet weights, so --pretrained would change nothing"
+        + (f"; its published weights: {source}, then --init FILE" if source else "; train it from scratch")
+    )
 
 
 def load_state(model: nn.Module, state_dict: dict, source: str) -> None:

@@ -28,6 +28,9 @@ class ModelSpec:
     std: tuple[float, float, float] = IMAGENET_STD
     gradcam_layer: str = ""
     pretrained_source: str | None = None
+    # Whether --pretrained means something (ImageNet weights through torchvision); MesoNet's
+    # published weights come in with 'dfdetect models import' and --init instead.
+    imagenet: bool = False
     # Parameters with a 2-class head: ``models list`` shows it without building the model
     # (a torchvision one costs a 2 s import); a test checks it against the built model.
     params: int | None = None

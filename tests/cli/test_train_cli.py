@@ -83,6 +83,7 @@ def test_evaluate_threshold_from_val_updates_the_checkpoint(trained, tmp_path):
         (["train", "--data", str(FFPP_FACES), "--augment", "wild"], 2, "augment"),
         (["train", "--data", str(FFPP_FACES), "--epochs", "0"], 2, "train.epochs"),
         (["train", "--data", str(FFPP_FACES), "--arch", "nope", "--limit-per-class", "2"], 1, "unknown model architecture"),
+        (["train", "--data", str(FFPP_FACES), "--arch", "mesonet4", "--pretrained"], 2, "'mesonet4' has no ImageNet weights"),
         (["evaluate", "-m", "/nonexistent/model.pt", "--data", str(FFPP_FACES)], 1, "not found"),
     ],
 )

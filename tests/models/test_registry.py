@@ -104,3 +104,24 @@ def test_pretrained_offline_uses_cached_file(tmp_path, monkeypatch):
     model = create_model("resnet18", pretrained=True)
     assert torch.allclose(model.conv1.weight, torch.full_like(model.conv1.weight, 0.123))
     assert model.fc.out_features == 2
+
+    # A half-downloaded file, or another model's weights under that name: one line, not a traceback.
+    good = (cache / "resnet18-f37072fd.pth").read_bytes()
+    for bad in (b"garbage\n", good[: len(good) // 2]):
+        (cache / "resnet18-f37072fd.pth").write_bytes(bad)
+        with pytest.raises(PretrainedWeightsUnavailable, match="cannot be loaded.*Delete it") as err:
+            create_model("resnet18", pretrained=True)
+        assert "\n" not in str(err.value)
+    torch.save({"conv1.weight": torch.zeros(1)}, cache / "resnet18-f37072fd.pth")
+    with pytest.raises(PretrainedWeightsUnavailable, match="another model's file"):
+        create_model("resnet18", pretrained=True)
+
+
+@pytest.mark.parametrize("arch", ["sepcnn", "cnn_small", "mesonet4"])
+def test_pretrained_is_refused_where_there_are_no_imagenet_weights(arch):
+    """--pretrained on these changed nothing, yet the checkpoint said pretrained: true."""
+    from deepfake_cli.errors import UsageError
+
+    with pytest.raises(UsageError, match=f"'{arch}' has no ImageNet weights"):
+        create_model(arch, pretrained=True)
+    assert get_model_spec("resnet18").imagenet and not get_model_spec(arch).imagenet
