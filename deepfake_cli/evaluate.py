@@ -34,6 +34,7 @@ from deepfake_cli.errors import DatasetError, UsageError
 from deepfake_cli.model_store import is_packaged_model
 from deepfake_cli.output import ensure_output_dir
 from deepfake_cli.metrics import (
+    MIN_CALIBRATION_CROPS,
     binary_metrics,
     choose_threshold,
     class_report,
@@ -45,8 +46,7 @@ from deepfake_cli.metrics import (
 
 EVAL_SPLITS: tuple[str, ...] = ("auto", "all", "train", "val", "test")
 THRESHOLD_SOURCES: tuple[str, ...] = ("checkpoint", "val")
-# A threshold chosen on fewer crops of either class is mostly noise.
-MIN_CALIBRATION_CROPS = 20
+
 SCORE_CHUNK = 256
 
 
@@ -103,8 +103,8 @@ def resolve_eval_data(classifier: FaceClassifier, root: str | os.PathLike[str], 
         return data
     if split == "auto":
         data.training = trained
-        data.reason = (data.reason.removesuffix(": every crop")
-                       + f": every crop but the {seen} of {len(scored)} that were used to train this model")
+        data.reason = (f"no test split, and not the model's training set, though {seen} of its {len(scored)} crops "
+                       f"were used to train it: every other crop")
     else:
         data.reason += f"; {seen} of its {len(scored)} crops were used to train this model: figures are optimistic"
     return data
@@ -244,12 +244,14 @@ def write_report(report: dict[str, Any], out_dir: str | os.PathLike[str], frame:
     labels = list(labels)
     threshold = report["threshold"]
 
-    p_fake = 1.0 - probs[:, real_index(labels)]
+    # Full precision (float64 written round-trip): the report's numbers must be reproducible from
+    # this file, and near-constant scores (quick runs) differ only past the 6th decimal.
+    p_fake = 1.0 - probs[:, real_index(labels)]  # as build_report computes it, so "predicted" agrees
     preds = frame[[c for c in ("path", "label", "method", "split", "video_key") if c in frame.columns]].copy()
-    preds["p_fake"] = np.round(p_fake, 6)
+    preds["p_fake"] = p_fake.astype(np.float64)
     preds["predicted"] = np.where(p_fake >= threshold, "fake", "real")
     for i, name in enumerate(labels):
-        preds[f"p_{name}"] = np.round(probs[:, i], 6)
+        preds[f"p_{name}"] = probs[:, i].astype(np.float64)
     preds.to_csv(out / "predictions.csv", index=False)
     files["predictions"] = str(out / "predictions.csv")
 
@@ -352,7 +354,11 @@ def update_checkpoint_threshold(path: str | os.PathLike[str], threshold: float, 
     ckpt = load_checkpoint(path)
     ckpt["threshold"] = float(threshold)
     metrics = dict(ckpt.get("metrics") or {})
+    # The training run's figures at its own threshold no longer describe this one.
+    for stale in ("val_accuracy_at_threshold", "val_balanced_accuracy_at_threshold", "threshold_split"):
+        metrics.pop(stale, None)
     metrics["threshold"] = float(threshold)
+    metrics["threshold_method"] = info.get("method", metrics.get("threshold_method"))
     metrics["threshold_calibration"] = info
     ckpt["metrics"] = metrics
     save_checkpoint(ckpt, path)
@@ -388,6 +394,8 @@ def evaluate(
         raise UsageError(f"--threshold-from must be one of {', '.join(THRESHOLD_SOURCES)}")
     if threshold is not None and threshold_from != "checkpoint":
         raise UsageError("give either --threshold or --threshold-from val, not both")
+    if threshold_method is not None and threshold_from != "val":
+        raise UsageError("--threshold-method chooses how --threshold-from val picks the threshold: add --threshold-from val")
     if threshold_from == "val" and is_packaged_model(model_path):
         raise UsageError(
             f"{model_path} ships with dfdetect and is not rewritten: calibrate a copy "

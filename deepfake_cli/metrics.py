@@ -17,6 +17,9 @@ from deepfake_cli.aggregate import aggregate
 
 THRESHOLD_METHODS: tuple[str, ...] = ("eer", "youden", "fixed")
 
+# A decision threshold chosen on fewer validation crops of either class is mostly noise.
+MIN_CALIBRATION_CROPS = 20
+
 
 def _both_classes(y: np.ndarray) -> bool:
     return len(np.unique(y)) == 2

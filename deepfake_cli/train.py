@@ -34,7 +34,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from deepfake_cli.checkpoint import build_checkpoint, load_checkpoint, save_checkpoint
-from deepfake_cli.config import Config, save_resolved_config
+from deepfake_cli.config import Config, DataConfig, save_resolved_config
 from deepfake_cli.datasets import AugmentedBatches, DatasetSplits, EpochBatchSampler, FaceCrops, load_splits
 from deepfake_cli.distributed import (
     DistContext,
@@ -48,7 +48,7 @@ from deepfake_cli.distributed import (
 from deepfake_cli.errors import CheckpointError, DatasetError, UsageError
 from deepfake_cli.faces import FaceFraming
 from deepfake_cli.labels import real_index
-from deepfake_cli.metrics import binary_metrics, choose_threshold
+from deepfake_cli.metrics import MIN_CALIBRATION_CROPS, binary_metrics, choose_threshold
 from deepfake_cli.models import check_pretrained, create_model, get_model_spec
 from deepfake_cli.provenance import file_sha256
 from deepfake_cli.rundir import next_run_dir
@@ -393,6 +393,19 @@ class Trainer:
             self.reporter.message(f"starting from the weights of {self.init_provenance['path']}")
         if va is None:
             self.reporter.message("[yellow]note:[/] no validation split: best.pt is the last epoch and its threshold 0.5")
+        else:
+            fake = int((va.frame["label"] == "fake").sum())
+            real = len(va) - fake
+            if min(real, fake) < MIN_CALIBRATION_CROPS:
+                self.reporter.message(
+                    f"[yellow]note:[/] the decision threshold will be chosen on {real} real and {fake} fake validation "
+                    f"crops: a noisy choice below {MIN_CALIBRATION_CROPS} of each (recalibrate on more data with "
+                    "'dfdetect evaluate --threshold-from val')"
+                )
+        if va is not None and not self.data.table.carved_val and self.cfg.data.val_fraction != DataConfig.val_fraction:
+            self.reporter.message(
+                f"[yellow]note:[/] --val-fraction {self.cfg.data.val_fraction} is not used: the data has its own val split"
+            )
         if self.data.table.face is None and self.cfg.face.margin is None:
             self.reporter.message(
                 f"[yellow]note:[/] image folders do not say how their faces were cropped; recording margin "

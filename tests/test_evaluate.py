@@ -32,6 +32,25 @@ def _hand_table() -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     return frame, targets, probs
 
 
+def test_predictions_csv_reproduces_the_report(tmp_path):
+    """Near-constant scores (a quick run) differ only past the 6th decimal: the CSV keeps them whole."""
+    from deepfake_cli.metrics import roc_auc
+
+    rng = np.random.default_rng(0)
+    p = (0.853288 + rng.normal(0, 2e-7, 40)).astype(np.float32)
+    probs = np.stack([1 - p, p], axis=1)
+    frame = pd.DataFrame({"path": [f"c{i}.jpg" for i in range(40)], "label": ["real", "fake"] * 20,
+                          "method": ["original", "Deepfakes"] * 20})  # fmt: skip
+    targets = np.array([0, 1] * 20)
+    threshold = float(np.sort(1.0 - probs[:, 0])[17])
+    report = build_report(frame, targets, probs, ["real", "fake"], threshold=threshold)
+    write_report(report, tmp_path, frame, probs, ["real", "fake"])
+    preds = pd.read_csv(tmp_path / "predictions.csv")
+    assert ((preds["p_fake"] >= report["threshold"]) == (preds["predicted"] == "fake")).all()
+    assert (preds["predicted"] == preds["label"]).mean() == pytest.approx(report["frame"]["accuracy"])
+    assert roc_auc(preds["label"] == "fake", preds["p_fake"]) == pytest.approx(report["frame"]["auc"])
+
+
 def test_report_numbers_equal_hand_computed_ones(tmp_path):
     frame, targets, probs = _hand_table()
     report = build_report(frame, targets, probs, ["real", "fake"], threshold=0.5)
@@ -105,7 +124,11 @@ def test_evaluate_scores_crops_as_predict_does(tmp_path, sepcnn_ckpt):
     report = evaluate(model, cfg, FFPP_FACES, tmp_path / "eval2", split="val", threshold_from="val", threshold_method="youden")
     stored = FaceClassifier.from_checkpoint(model)
     assert stored.threshold == pytest.approx(report["threshold"])
-    assert stored.checkpoint_meta["metrics"]["threshold_calibration"]["method"] == "youden"
+    metrics = stored.checkpoint_meta["metrics"]
+    assert metrics["threshold_calibration"]["method"] == "youden" == metrics["threshold_method"]
+    assert "val_accuracy_at_threshold" not in metrics  # the training run's, at its old threshold
+    with pytest.raises(UsageError, match="add --threshold-from val"):
+        evaluate(model, cfg, FFPP_FACES, tmp_path / "eval3", threshold_method="youden")
 
 
 def _folder_dataset(root, n: int = 12, seed: int = 0) -> None:
@@ -178,7 +201,9 @@ def test_evaluate_leaves_out_training_crops_found_anywhere(tmp_path, sepcnn_ckpt
     cfg = load_config(None, {}, environ={})
     report = evaluate(model, cfg, sample, tmp_path / "eval")
     assert report["data"]["split"] == "all" and report["frame"]["n"] == 6
-    assert report["data"]["split_reason"].endswith("every crop but the 4 of 10 that were used to train this model")
+    assert report["data"]["split_reason"] == (
+        "no test split, and not the model's training set, though 4 of its 10 crops were used to train it: every other crop"
+    )
     scored = pd.read_csv(tmp_path / "eval" / "predictions.csv")["path"]
     assert not any("copied_" in p for p in scored) and sum("val_" in p for p in scored) == 2
     assert not np.isin(crop_digests(list(scored)), train.train_digests).any()
