@@ -119,7 +119,7 @@ def bench_arch(arch: str, crops: list[np.ndarray], folder: Path, repeats: int) -
     for fmt, quantize in VARIANTS:
         suffix = ".onnx" if fmt == "onnx" else ".torchscript"
         out = folder / f"{arch}{'.int8' if quantize else ''}{suffix}"
-        result = export_checkpoint(ckpt, fmt, out, quantize=quantize, crops=crops[:8])
+        result = export_checkpoint(ckpt, fmt, out, quantize=quantize, crops=crops[:8], force=True)
         x1, x16, xall = b1.numpy(), b16.numpy(), batch.numpy()
         p = softmax(ExportedModel(out, fmt)(xall))
         # A fresh runtime per batch size: TorchScript's profiling executor specialises on the

@@ -97,6 +97,16 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
         raise CheckpointError(f"{path}: empty file, not a checkpoint")
     with open(path, "rb") as f:
         head = f.read(64)
+    if path.suffix.lower() == ".onnx":
+        raise CheckpointError(
+            f"{path}: an ONNX export; dfdetect loads the .pt checkpoint it was exported from "
+            "(run ONNX files with onnxruntime, see the README's export section)"
+        )
+    if head.startswith(b"PK\x03\x04") and _is_torchscript(path):
+        raise CheckpointError(
+            f"{path}: a TorchScript export; dfdetect loads the .pt checkpoint it was exported from "
+            "(run TorchScript files with torch.jit.load)"
+        )
     if head.startswith(b"version https://git-lfs"):
         raise CheckpointError(f"{path}: a Git LFS pointer, not the checkpoint itself (fetch it with 'git lfs pull')")
     # torch.save writes a zip archive (or, before torch 1.6, a pickle, which opens with its protocol byte).
@@ -115,6 +125,17 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
             f"{path}: not a checkpoint, or a truncated or corrupt one ({type(exc).__name__}: {_first_line(exc)})"
         ) from exc
     return validate_checkpoint(ckpt, str(path))
+
+
+def _is_torchscript(path: Path) -> bool:
+    """Whether a zip archive is a TorchScript module (it carries code), not a torch.save dict."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith("/constants.pkl") or "/code/" in name for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
 
 
 def _first_line(exc: BaseException) -> str:

@@ -56,8 +56,10 @@ def _require_onnx() -> None:
 
 
 def default_export_path(checkpoint: str | os.PathLike[str], fmt: str, quantize: str | None = None) -> Path:
-    """``<checkpoint stem>[.int8].onnx|.torchscript`` in the current directory."""
-    stem = Path(checkpoint).stem + (".int8" if quantize else "")
+    """``<name>[.int8].onnx|.torchscript`` in the current directory; a run's ``exp3/best.pt`` is ``exp3_best``."""
+    from deepfake_cli.classifier import checkpoint_label
+
+    stem = checkpoint_label(checkpoint).replace("/", "_") + (".int8" if quantize else "")
     return Path.cwd() / f"{stem}{_SUFFIX[fmt]}"
 
 
@@ -260,8 +262,12 @@ def export_checkpoint(
     crops: Sequence[np.ndarray] | None = None,
     tolerance: float | None = None,
     opset: int = ONNX_OPSET,
+    force: bool = False,
 ) -> ExportResult:
-    """Export ``checkpoint`` to ``fmt`` and verify it; ``tolerance`` defaults to 1e-4 for float exports."""
+    """Export ``checkpoint`` to ``fmt`` and verify it; ``tolerance`` defaults to 1e-4 for float exports.
+
+    An existing file is only replaced with ``force`` (as ``models import`` does).
+    """
     if fmt not in EXPORT_FORMATS:
         raise UsageError(f"--format must be one of {', '.join(EXPORT_FORMATS)}, not '{fmt}'")
     if quantize is not None and quantize not in QUANTIZE_MODES:
@@ -274,6 +280,8 @@ def export_checkpoint(
     path = Path(out) if out is not None else default_export_path(checkpoint, fmt, quantize)
     if path.is_dir():
         raise OutputError(f"{path}: is a folder; give a file name")
+    if path.exists() and not force:
+        raise UsageError(f"{path} exists; pass --force to overwrite it")
     ensure_output_dir(path.parent)
     batch, input_kind = verification_batch(classifier, crops)
     metadata = export_metadata(classifier)

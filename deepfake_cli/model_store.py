@@ -93,7 +93,10 @@ def resolve_model(spec: str | os.PathLike[str] | None) -> Path:
             )
         spec = name
     path = Path(spec).expanduser()
-    if path.suffix in (".pt", ".pth", ".ckpt") or path.exists():
+    # Names of shipped or imported models are bare words; anything with a folder or an
+    # extension (model.pt, exports/best.onnx) is a file.
+    looks_like_file = bool(path.suffix) or "/" in str(spec) or os.sep in str(spec)
+    if looks_like_file or path.exists():
         if not path.is_file():
             raise ModelNotAvailableError(f"model file not found: {path}")
         return path

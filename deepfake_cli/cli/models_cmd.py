@@ -179,7 +179,7 @@ def export_cmd(
     format_: str = typer.Option(..., "--format", "-F", help="onnx (opset >= 17, dynamic batch) or torchscript."),
     quantize: Optional[str] = typer.Option(None, "--quantize", help="dynamic: INT8 weights for CPU/edge."),
     out: Optional[Path] = typer.Option(
-        None, "--out", "-o", help="File to write (default: ./NAME[.int8].onnx or .torchscript)."
+        None, "--out", "-o", help="File to write (default: ./NAME[.int8].onnx or .torchscript; a run's exp3/best.pt is exp3_best)."
     ),
     verify_on: Optional[List[str]] = typer.Option(
         None, "--verify-on", help="Face crops (files, folders, globs) to compare the export with PyTorch on; "
@@ -189,6 +189,7 @@ def export_cmd(
         None, "--tolerance", help="Max abs probability difference allowed (default 1e-4; INT8: report only)."
     ),
     opset: int = typer.Option(17, "--opset", help="ONNX opset (17 or newer)."),
+    force: bool = ForceOption,
     json_: bool = typer.Option(False, "--json", help="Print the result and its verification as JSON."),
 ) -> None:
     """Export a checkpoint to ONNX or TorchScript and verify it against PyTorch (max abs diff).
@@ -204,7 +205,8 @@ def export_cmd(
 
         source = resolve_model(checkpoint)
         crops = _verification_crops(verify_on) if verify_on else None
-        result = export_checkpoint(source, format_, out, quantize, crops=crops, tolerance=tolerance, opset=opset)
+        result = export_checkpoint(source, format_, out, quantize, crops=crops, tolerance=tolerance, opset=opset,
+                                   force=force)
         if json_:
             typer.echo(dumps(result.to_dict(), indent=2))
             return

@@ -86,6 +86,19 @@ def test_export_torchscript_default_name_in_cwd(tmp_path, sepcnn_ckpt, monkeypat
     assert (tmp_path / "sepcnn.int8.torchscript").is_file()
     assert "sepcnn.int8.torchscript" in result.stdout and "random images" in result.stdout
 
+    # The same export again is refused without --force (models import does the same).
+    again = runner.invoke(app, ["models", "export", str(sepcnn_ckpt), "--format", "torchscript", "--quantize", "dynamic"])
+    assert again.exit_code == 2 and "exists; pass --force" in again.stderr
+    forced = runner.invoke(app, ["models", "export", str(sepcnn_ckpt), "-F", "torchscript", "--quantize", "dynamic", "-f"])
+    assert forced.exit_code == 0, forced.output
+    # An export given where a checkpoint goes says what it is.
+    used = runner.invoke(app, ["predict", str(tmp_path / "nothing.jpg"), "-m", str(tmp_path / "sepcnn.int8.torchscript")])
+    assert used.exit_code == 1 and "a TorchScript export" in used.stderr and "Traceback" not in used.output
+    # A training run's checkpoint is exported under its run's name, not as best.onnx for every run.
+    from deepfake_cli.export import default_export_path
+
+    assert default_export_path(tmp_path / "runs" / "exp3" / "best.pt", "onnx").name == "exp3_best.onnx"
+
     bad = runner.invoke(app, ["models", "export", str(sepcnn_ckpt), "--format", "tflite"])
     assert bad.exit_code == 2 and "--format" in bad.stderr
     missing = runner.invoke(app, ["models", "export", "no_such_model", "--format", "onnx"])
