@@ -31,6 +31,7 @@ from deepfake_cli.datasets import (
     DatasetSplits, SplitData, balanced_subset, crop_digests, data_fingerprint, load_crops, load_splits, read_face_table,
 )
 from deepfake_cli.errors import DatasetError, UsageError
+from deepfake_cli.faces import FaceFraming
 from deepfake_cli.model_store import is_packaged_model
 from deepfake_cli.output import ensure_output_dir
 from deepfake_cli.metrics import (
@@ -108,6 +109,17 @@ def resolve_eval_data(classifier: FaceClassifier, root: str | os.PathLike[str], 
     else:
         data.reason += f"; {seen} of its {len(scored)} crops were used to train this model: figures are optimistic"
     return data
+
+
+def _framing_mismatch(recorded: dict[str, Any] | None, classifier: FaceClassifier) -> str | None:
+    """Why scores may mislead when the crops were cut otherwise than the model's training crops."""
+    if not recorded:
+        return None  # image folders do not say how they were cropped
+    crops, model = FaceFraming.from_dict(recorded), classifier.framing
+    if abs(crops.margin - model.margin) < 1e-6 and crops.square == model.square:
+        return None
+    return (f"these crops were cut with margin {crops.margin:g}, square {crops.square}; the model was trained on "
+            f"margin {model.margin:g}, square {model.square}: it scores faces framed otherwise than it learnt")
 
 
 def _pick_split(classifier: FaceClassifier, root: str | os.PathLike[str], cfg, split: str) -> EvalData:
@@ -406,6 +418,9 @@ def evaluate(
     batch = cfg.predict.batch_size
     threads = cfg.runtime.num_threads or None
     data = resolve_eval_data(classifier, data_root, cfg, split)
+    framing_note = _framing_mismatch(data.splits.table.face, classifier)
+    if framing_note:
+        say(f"[yellow]note:[/] {framing_note}")
     rows = data.rows()
     say(f"evaluating {classifier.name} ({classifier.arch}, {classifier.input_size}px) on {len(rows)} crops of the "
         f"{data.split} split: {data.reason}")  # fmt: skip
@@ -450,6 +465,8 @@ def evaluate(
             "crops": len(rows),
             "methods": rows.method_counts(),
             "settings": {**data.splits.settings, "limit_per_class": data.limit_per_class},
+            "framing": data.splits.table.face,
+            "framing_note": framing_note,
         },
         "threshold_source": source,
         "threshold_info": threshold_info,

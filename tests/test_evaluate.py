@@ -238,3 +238,27 @@ def test_unwritable_report_folder_fails_before_scoring(tmp_path, sepcnn_ckpt):
     (tmp_path / "file.txt").write_text("x")
     with pytest.raises(OutputError, match="cannot make this folder"):
         evaluate(sepcnn_ckpt, load_config(None, {}, environ={}), tmp_path / "nodata", tmp_path / "file.txt" / "out")
+
+
+def test_crops_framed_otherwise_than_the_model_learnt_are_flagged(tmp_path, sepcnn_ckpt):
+    """A margin-0 model scored on margin-0.3 crops (extract's default) says so in the log and the report."""
+    from deepfake_cli.checkpoint import load_checkpoint, save_checkpoint
+
+    _folder_dataset(tmp_path / "faces")
+    rows = [{"path": str(p.relative_to(tmp_path / "faces")), "label": "real" if p.parent.name == "youtube" else "fake",
+             "method": "original" if p.parent.name == "youtube" else "Deepfakes",
+             "split": "test" if int(p.stem) % 2 else "train"}
+            for p in sorted((tmp_path / "faces").rglob("*.png"))]  # fmt: skip
+    pd.DataFrame(rows).to_csv(tmp_path / "faces" / "metadata.csv", index=False)
+    (tmp_path / "faces" / "dataset.json").write_text(json.dumps({"face": {"detector": "mtcnn", "margin": 0.3, "square": True}}))
+    ckpt = load_checkpoint(sepcnn_ckpt)
+    ckpt["preprocessing"]["face"] = {"detector": "mtcnn", "margin": 0.0, "square": True}
+    model = save_checkpoint(ckpt, tmp_path / "margin0.pt")
+    said: list[str] = []
+    report = evaluate(model, load_config(None, {}, environ={}), tmp_path / "faces", tmp_path / "eval", message=said.append)
+    note = report["data"]["framing_note"]
+    assert note and "margin 0.3" in note and "margin 0" in note and any(note in line for line in said)
+    # Same framing: nothing to say.
+    ckpt["preprocessing"]["face"] = {"detector": "mtcnn", "margin": 0.3, "square": True}
+    same = save_checkpoint(ckpt, tmp_path / "margin03.pt")
+    assert evaluate(same, load_config(None, {}, environ={}), tmp_path / "faces", tmp_path / "eval2")["data"]["framing_note"] is None
