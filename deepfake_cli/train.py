@@ -391,6 +391,12 @@ class Trainer:
         )
         if self.init_provenance is not None:
             self.reporter.message(f"starting from the weights of {self.init_provenance['path']}")
+        empty = [label for label, n in zip(self.labels, tr.class_counts(self.num_classes)) if n == 0]
+        if empty:
+            self.reporter.message(
+                f"[yellow]note:[/] no training crops for {', '.join(empty)}: the model cannot learn "
+                f"{'that class' if len(empty) == 1 else 'those classes'}, and its validation accuracy will say so"
+            )
         if va is None:
             self.reporter.message("[yellow]note:[/] no validation split: best.pt is the last epoch and its threshold 0.5")
         else:

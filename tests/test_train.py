@@ -125,8 +125,16 @@ def test_multiclass_head_only_phase_keeps_the_backbone(tmp_path):
     from deepfake_cli.models import create_model
     from deepfake_cli.runtime import seed_everything
 
+    class Messages(TrainReporter):
+        said: list[str] = []
+
+        def message(self, text: str) -> None:
+            self.said.append(text)
+
     cfg = _cfg(tmp_path, **{"data.task": "multiclass", "train.epochs": 1, "train.freeze_epochs": 1, "data.limit_per_class": 8, "runtime.seed": 5})
-    result = train(cfg)
+    result = train(cfg, reporter=Messages())
+    # The shared crops hold 4 of FF++'s 6 methods: the 7-class head has two classes nothing teaches.
+    assert any("no training crops for DeepFakeDetection, FaceShifter" in m for m in Messages.said), Messages.said
     ckpt = load_checkpoint(result.last)
     assert ckpt["labels"] == list(MULTICLASS_LABELS) and ckpt["model_args"]["num_classes"] == 7
     seed_everything(5)
