@@ -215,6 +215,11 @@ class Explanation:
     method: str
     layer: str
 
+    @property
+    def blank(self) -> bool:
+        """No region raises the target's score (every weighted activation is negative): an all-zero map."""
+        return not bool(self.heatmap.any())
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "mode": self.target.mode,
@@ -424,7 +429,7 @@ def write_png(path: str | os.PathLike[str], rgb: np.ndarray) -> None:
 # One row per face and target; the same rows go to stdout and to gradcam.csv.
 GRADCAM_COLUMNS = (
     "path", "status", "face", "mode", "target", "target_prob", "p_fake", "label", "method",
-    "heatmap", "overlay", "sheet", "box", "det_prob", "error",
+    "heatmap", "overlay", "sheet", "box", "det_prob", "blank", "error",
 )
 INDEX_NAME = "gradcam.csv"
 
@@ -547,6 +552,7 @@ def _write_face(
                 sheet=str(sheet_path),
                 box=located["box"],
                 det_prob=located["det_prob"],
+                blank=e.blank,
             )
         )
     return rows

@@ -249,3 +249,24 @@ def test_output_prefixes_mirror_folders_and_never_clash(tmp_path):
     prefixes = gradcam.output_prefixes(paths, out)
     assert prefixes == [out / "youtube" / "roi_1", out / "Deepfakes" / "roi_1", out / "a", out / "a-2", out / "odd_name_"]
     assert gradcam.output_prefixes([Path("x/one.jpg")], out) == [out / "one"]
+
+
+class NegativeEvidence(nn.Module):
+    """Everything the layer sees lowers the fake logit: Grad-CAM of 'fake' is zero everywhere."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU())
+
+    def forward(self, x):
+        m = self.features(x).mean(dim=(1, 2, 3))
+        return torch.stack([m, -m], dim=1)
+
+
+def test_blank_maps_are_flagged_not_passed_off_as_heatmaps(tmp_path):
+    torch.manual_seed(0)
+    clf = FaceClassifier(NegativeEvidence(), arch="sepcnn", labels=("real", "fake"),
+                         preprocessing=get_model_spec("sepcnn").preprocessing())
+    by_mode = {e.target.mode: e for e in gradcam.explain_crops(clf, CROPS[:1], "all", layer="features.1")[0]}
+    assert by_mode["fake"].blank and not by_mode["fake"].heatmap.any()
+    assert not by_mode["real"].blank

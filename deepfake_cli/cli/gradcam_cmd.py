@@ -127,7 +127,7 @@ def run_gradcam(cfg, sources: list[str], fmt: str) -> int:
         f"face detection {'on' if pipeline.detector else 'off'}[/]"
     )
 
-    images = faces = no_face = errors = 0
+    images = faces = no_face = errors = blank = 0
     with open(out / INDEX_NAME, "w", encoding="utf-8", newline="") as index_file, \
             RecordWriter("csv", GRADCAM_COLUMNS, index_file) as index, \
             RecordWriter(fmt, GRADCAM_COLUMNS, sys.stdout, title="dfdetect gradcam") as writer:
@@ -146,6 +146,12 @@ def run_gradcam(cfg, sources: list[str], fmt: str) -> int:
             for row in rows:
                 index.write(row)
                 writer.write(row)
+                blank += bool(row.get("blank"))
+    if blank:
+        stderr.print(
+            f"[yellow]note:[/] {blank} heatmap{'s are' if blank > 1 else ' is'} blank (column 'blank'): no region "
+            "raises that target's score, so the map shows nothing rather than where to look"
+        )
     stderr.print(
         f"{images} images: {faces} faces explained, {no_face} without a face, {errors} errors; "
         f"files in {escape(str(out))} (index {escape(str(out / INDEX_NAME))})"
