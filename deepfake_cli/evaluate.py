@@ -17,7 +17,7 @@ crop is scored); else every crop.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -61,6 +61,13 @@ class EvalData:
     limit_per_class: int | None = None  # a balanced subset of the scored split (quick checks)
     # Digests of the model's training crops (from its checkpoint) found in the data, left out of every split.
     training: np.ndarray | None = None
+    # Each crop's digest, read once however many times splits are asked for.
+    _digests: dict[str, int] = field(default_factory=dict, repr=False)
+
+    def digests(self, paths: Sequence[str]) -> np.ndarray:
+        missing = [p for p in paths if p not in self._digests]
+        self._digests.update(zip(missing, crop_digests(missing).tolist()))
+        return np.array([self._digests[p] for p in paths], dtype=np.int64)
 
     def rows(self, name: str | None = None) -> SplitData:
         name = name or self.split
@@ -74,7 +81,7 @@ class EvalData:
             if split is None:
                 raise DatasetError(f"{self.splits.table.root}: no crops in the {name} split")
         if self.training is not None and len(self.training):
-            unseen = ~np.isin(crop_digests(split.paths), self.training)
+            unseen = ~np.isin(self.digests(split.paths), self.training)
             if not unseen.any():
                 raise DatasetError(f"{self.splits.table.root}: every crop of the {name} split was used to train this model")
             split = SplitData(split.name, split.frame[unseen].reset_index(drop=True), split.targets[unseen])
@@ -99,7 +106,7 @@ def resolve_eval_data(classifier: FaceClassifier, root: str | os.PathLike[str], 
         return data
     trained = np.asarray(digests, dtype=np.int64)
     scored = data.rows()
-    seen = int(np.isin(crop_digests(scored.paths), trained).sum())
+    seen = int(np.isin(data.digests(scored.paths), trained).sum())
     if not seen:
         return data
     if split == "auto":
