@@ -332,6 +332,11 @@ class SplitData:
     def class_counts(self, num_classes: int) -> np.ndarray:
         return np.bincount(self.targets[self.targets >= 0], minlength=num_classes)
 
+    def real_fake_counts(self) -> tuple[int, int]:
+        """Real and fake crops (whatever the task: the binary label every row carries)."""
+        fake = int((self.frame["label"] == "fake").sum())
+        return len(self) - fake, fake
+
     def method_counts(self) -> dict[str, int]:
         return {str(k): int(v) for k, v in self.frame["method"].value_counts().sort_index().items()}
 

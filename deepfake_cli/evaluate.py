@@ -47,7 +47,6 @@ from deepfake_cli.metrics import (
 
 EVAL_SPLITS: tuple[str, ...] = ("auto", "all", "train", "val", "test")
 THRESHOLD_SOURCES: tuple[str, ...] = ("checkpoint", "val")
-
 SCORE_CHUNK = 256
 
 
@@ -438,10 +437,10 @@ def evaluate(
         threshold_info = {"source": "option"}
     elif threshold_from == "val":
         val = data.rows("val")
-        counts = {label: int((val.frame["label"] == label).sum()) for label in ("real", "fake")}
-        if min(counts.values()) < MIN_CALIBRATION_CROPS:
+        real, fake = val.real_fake_counts()
+        if min(real, fake) < MIN_CALIBRATION_CROPS:
             raise UsageError(
-                f"too few validation crops to choose a threshold: {counts['real']} real and {counts['fake']} fake "
+                f"too few validation crops to choose a threshold: {real} real and {fake} fake "
                 f"(at least {MIN_CALIBRATION_CROPS} of each); use more data, a larger --val-fraction, or --threshold"
             )
         if data.split in ("val", "all"):

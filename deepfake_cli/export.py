@@ -276,13 +276,13 @@ def export_checkpoint(
         _require_onnx()
     if tolerance is None and quantize is None:
         tolerance = FLOAT_TOLERANCE
-    classifier = FaceClassifier.from_checkpoint(checkpoint, device="cpu")
     path = Path(out) if out is not None else default_export_path(checkpoint, fmt, quantize)
     if path.is_dir():
         raise OutputError(f"{path}: is a folder; give a file name")
     if path.exists() and not force:
         raise UsageError(f"{path} exists; pass --force to overwrite it")
-    ensure_output_dir(path.parent)
+    ensure_output_dir(path.parent)  # all before the model loads
+    classifier = FaceClassifier.from_checkpoint(checkpoint, device="cpu")
     batch, input_kind = verification_batch(classifier, crops)
     metadata = export_metadata(classifier)
     model = classifier.model.cpu().eval()

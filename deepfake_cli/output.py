@@ -18,6 +18,13 @@ from typing import Any, Callable, Sequence, TextIO
 from deepfake_cli.errors import OutputError
 
 OUTPUT_FORMATS = ("table", "json", "jsonl", "csv")
+FILE_FORMATS = ("json", "jsonl", "csv")
+
+
+def format_from_extension(path: str | Path) -> str | None:
+    """``json``, ``jsonl`` or ``csv`` as a file name's extension says; ``None`` for any other."""
+    suffix = Path(str(path)).suffix.lower().lstrip(".")
+    return suffix if suffix in FILE_FORMATS else None
 
 
 def choose_format(
@@ -33,8 +40,7 @@ def choose_format(
     if chosen:
         return chosen[0]
     if out is not None and str(out) != "-":
-        suffix = str(out).rsplit(".", 1)[-1].lower()
-        return suffix if suffix in ("json", "jsonl", "csv") else "jsonl"
+        return format_from_extension(out) or "jsonl"
     stream = stream or sys.stdout
     return "table" if stream.isatty() else "jsonl"
 

@@ -400,8 +400,7 @@ class Trainer:
         if va is None:
             self.reporter.message("[yellow]note:[/] no validation split: best.pt is the last epoch and its threshold 0.5")
         else:
-            fake = int((va.frame["label"] == "fake").sum())
-            real = len(va) - fake
+            real, fake = va.real_fake_counts()
             if min(real, fake) < MIN_CALIBRATION_CROPS:
                 self.reporter.message(
                     f"[yellow]note:[/] the decision threshold will be chosen on {real} real and {fake} fake validation "

@@ -10,7 +10,7 @@ import math
 import pytest
 
 from deepfake_cli.errors import OutputError, UsageError
-from deepfake_cli.output import RecordWriter, choose_format, ensure_output_dir, open_output_file
+from deepfake_cli.output import RecordWriter, choose_format, ensure_output_dir, format_from_extension, open_output_file
 
 COLUMNS = ("path", "status", "verdict", "p_fake", "method", "box", "error")
 RECORDS = [
@@ -31,6 +31,8 @@ def test_choose_format_flag_then_extension_then_terminal():
     assert choose_format(out="x.JSON") == "json" and choose_format(out="x.txt") == "jsonl"
     assert choose_format(stream=_Tty()) == "table" and choose_format(stream=io.StringIO()) == "jsonl"
     assert choose_format(out="-", stream=io.StringIO()) == "jsonl"
+    assert [format_from_extension(p) for p in ("a.CSV", "b.jsonl", "run.v2.json", "c.txt", "dir.json/out")] == [
+        "csv", "jsonl", "json", None, None]
     with pytest.raises(UsageError, match="not --json and --csv"):
         choose_format(json_=True, csv_=True)
 

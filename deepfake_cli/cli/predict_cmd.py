@@ -62,7 +62,7 @@ def predict(
     image without a face gets status 'no_face'. A video is scanned as by 'dfdetect
     video' (video.* config) and its record carries the video-level verdict.
     """
-    from deepfake_cli.output import choose_format
+    from deepfake_cli.output import choose_format, format_from_extension
 
     with handle_errors():
         cfg = build_config(
@@ -77,8 +77,8 @@ def predict(
             },
         )
         fmt = choose_format(json_, jsonl, csv_, out=None if out is None else str(out))
-        named = None if out is None else Path(out).suffix.lower().lstrip(".")
-        if named in ("json", "jsonl", "csv") and named != fmt:
+        named = None if out is None else format_from_extension(out)
+        if named is not None and named != fmt:
             stderr.print(f"[yellow]note:[/] writing {fmt.upper()} into {escape(str(out))} (--{fmt} wins over the file's extension)")
         code = run_predict(cfg, sources, fmt, out, fail_on_fake)
     raise typer.Exit(code)

@@ -119,7 +119,7 @@ def run_video(cfg, sources: list[str], out: Optional[Path], annotate: Optional[P
               fail_on_fake: bool) -> int:
     from deepfake_cli.errors import InputFileError, NoInputsError
     from deepfake_cli.images import VIDEO_EXTENSIONS
-    from deepfake_cli.output import choose_format, open_output_file
+    from deepfake_cli.output import choose_format, format_from_extension, open_output_file
     from deepfake_cli.predict import PredictSummary
     from deepfake_cli.sources import expand_sources
     from deepfake_cli.video import (
@@ -138,7 +138,7 @@ def run_video(cfg, sources: list[str], out: Optional[Path], annotate: Optional[P
     targets = annotation_targets(annotate, paths)
     rows_to_stdout = out is not None and str(out) == "-"
     summaries_fmt = None if rows_to_stdout else choose_format(json_, jsonl, False, None)
-    rows_fmt = "csv" if rows_to_stdout or out is None else _rows_format(out)
+    rows_fmt = "csv" if rows_to_stdout or out is None else format_from_extension(out) or "csv"
     rows_stream = None
     if out is not None:  # opened before the model loads, so that a bad --out fails at once
         rows_stream = sys.stdout if rows_to_stdout else open_output_file(out)
@@ -201,11 +201,6 @@ def annotation_targets(annotate: Optional[Path], paths: list[Path]) -> list[Opti
         used.add(name)
         targets.append(annotate / name)
     return targets
-
-
-def _rows_format(out: Path) -> str:
-    suffix = out.suffix.lower().lstrip(".")
-    return suffix if suffix in ("json", "jsonl") else "csv"
 
 
 @contextlib.contextmanager
