@@ -313,7 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = typical("dfdetect csv")["summary"]
     print(f"dfdetect verdict: {summary['verdict']}, p_fake {summary['p_fake']} ({summary['aggregate']}), "
           f"{len(summary['tracks'])} track(s); sampled frames searched whole {summary['frames']['searched_whole']}, "
-          f"around tracked faces {summary['frames']['searched_near']} (video.redetect_every {cfg.video.redetect_every} s)")
+          f"around tracked faces {summary['frames']['searched_near']} (of which also where the frame changed "
+          f"{summary['frames']['searched_changed']}; video.redetect_every {cfg.video.redetect_every} s)")
     if args.json:
         args.json.write_text(json.dumps({
             "video": str(args.video), "every": args.every, "model": model_name, "threads": args.threads,

@@ -148,8 +148,9 @@ class VideoConfig:
     # Detection threads, one torch thread each (unset: one per core, at most 4; 1 on a GPU).
     detect_workers: int | None = None
     # Seconds between whole-frame face searches; the sampled frames in between are
-    # searched around the faces of the frame before (same boxes, ~5x cheaper), and
-    # whole again when a face is not found there. 0: every sampled frame whole.
+    # searched around the faces of the frame before (same boxes, ~5x cheaper) and where
+    # the frame changed (new faces), and whole again when a face is not found there.
+    # 0: every sampled frame whole.
     redetect_every: float = 2.0
     # Size of that search window, in face sizes (the longer side of the box).
     track_reach: float = 2.0

@@ -29,6 +29,13 @@ MTCNN_MIN_FACE = 12
 NEAR_MIN_FACE_SHARE = 0.5
 # ... and keeps the faces that lie at least this share of the window's side from its edges.
 NEAR_EDGE_SHARE = 0.1
+# Changed regions (see deepfake_cli.motion) are searched with this share of their longer
+# side (at least the smallest face kept) around them, so that a face in them is clear of
+# the window's edges.
+CHANGED_MARGIN_SHARE = 0.25
+# When the windows around changed regions cover more than this share of the frame (a cut,
+# a camera pan), the frame is searched whole instead.
+CHANGED_WHOLE_SHARE = 0.5
 # facenet-pytorch MTCNN's default min_face_size: its image pyramid on a full-size frame.
 MTCNN_DEFAULT_MIN_FACE = 20.0
 # Summed-area tables held by one batched MTCNN call (5 frames of 720p, 2 of 1080p).
@@ -172,6 +179,24 @@ def resize_square(image: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(image, (size, size), interpolation=interp)
 
 
+def near_window(box: Sequence[float], reach: float) -> tuple[float, float, float, float]:
+    """The square searched around a tracked face's ``box``: ``reach`` times its longer side,
+    on its centre."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    half = max(x2 - x1, y2 - y1) * reach / 2.0
+    cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
+    return cx - half, cy - half, cx + half, cy + half
+
+
+def _changed_window(box: Sequence[float], min_size: float) -> tuple[float, float, float, float]:
+    """The window searched around a changed region: a margin of :data:`CHANGED_MARGIN_SHARE`
+    of its longer side, at least ``min_size``, on every side (not clipped to the image, so
+    that faces at its border are not taken for faces at the window's edge)."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    margin = max(float(min_size), CHANGED_MARGIN_SHARE * max(x2 - x1, y2 - y1))
+    return x1 - margin, y1 - margin, x2 + margin, y2 + margin
+
+
 def whole_image_face(image: np.ndarray) -> Face:
     """The face of an input that is already a face crop (``--no-detect``)."""
     h, w = image.shape[:2]
@@ -253,11 +278,30 @@ class FaceDetector:
             return None
         return self._near(*self._searched(image[None]), boxes, reach)
 
-    def detect_tracked(self, image: np.ndarray, boxes: Sequence[Sequence[float]], reach: float) -> tuple[list[Face], bool]:
+    def detect_tracked(
+        self, image: np.ndarray, boxes: Sequence[Sequence[float]], reach: float,
+        changed: Sequence[Sequence[float]] = (),
+    ) -> tuple[list[Face], bool]:
         """:meth:`detect_near`, or the whole image when a tracked face is not found there (or
-        none is tracked); the flag says whether the near search sufficed."""
+        none is tracked); the flag says whether the near search sufficed.
+
+        ``changed``: boxes where the image changed since the frame before, away from
+        the tracked faces (:class:`~deepfake_cli.motion.ChangedRegions`). A face that
+        came into view can only be there: they are searched too (with a margin, on the
+        whole image's pyramid grid), or the whole image when their windows cover more
+        than :data:`CHANGED_WHOLE_SHARE` of it.
+        """
         searched, scale = self._searched(image[None])
         near = self._near(searched, scale, boxes, reach) if boxes else None
+        if near is not None and changed:
+            height, width = image.shape[:2]
+            windows = [_changed_window(box, self.min_size) for box in changed]
+            covered = sum(max(0.0, min(width, x2) - max(0.0, x1)) * max(0.0, min(height, y2) - max(0.0, y1))
+                          for x1, y1, x2, y2 in windows)
+            if covered > CHANGED_WHOLE_SHARE * height * width:
+                near = None
+            else:
+                near = self._select(near + self._in_windows(searched, scale, windows))
         if near is not None:
             return near, True
         boxes_, probs, points = self._run_mtcnn(searched, scale)[0]
@@ -284,28 +328,50 @@ class FaceDetector:
         faces: list[Face] = []
         for box in boxes:
             x1, y1, x2, y2 = (float(v) * scale for v in box)
-            half = max(x2 - x1, y2 - y1) * reach / 2.0
-            cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
+            wx1, wy1, wx2, wy2 = near_window((x1, y1, x2, y2), reach)
             # Skip the pyramid levels for faces much smaller than the tracked one (the
             # costliest levels); the kept levels are the whole-image pyramid's own.
             near_min = self.pyramid_min_face(
                 height, width, max(self.min_size * scale, NEAR_MIN_FACE_SHARE * max(x2 - x1, y2 - y1))
             )
             with torch.inference_mode():
-                found, points = detect_faces(self._mtcnn, batch, max(min_face, near_min),
-                                             window=(cx - half, cy - half, cx + half, cy + half))
+                found, points = detect_faces(self._mtcnn, batch, max(min_face, near_min), window=(wx1, wy1, wx2, wy2))
             # Only faces clear of the window's edges: there P-Net sees less than it does on the
             # whole image, and the box could differ.
-            clear = NEAR_EDGE_SHARE * 2.0 * half
+            clear = NEAR_EDGE_SHARE * (wx2 - wx1)
             inside = [i for i, b in enumerate(found[0])
-                      if b[0] >= cx - half + clear and b[1] >= cy - half + clear
-                      and b[2] <= cx + half - clear and b[3] <= cy + half - clear]
+                      if b[0] >= wx1 + clear and b[1] >= wy1 + clear and b[2] <= wx2 - clear and b[3] <= wy2 - clear]
             near = self._filter(found[0][inside, :4] / scale, found[0][inside, 4], points[0][inside] / scale,
                                 select_largest=False)
             if not near:
                 return None
             faces.extend(near)
-        # Windows of faces close together find the same face, with the same box.
+        return self._select(faces)
+
+    def _in_windows(self, batch: np.ndarray, scale: float, windows: Sequence[Sequence[float]]) -> list[Face]:
+        """Faces in ``windows`` (full-image pixels) of ``batch``, a :meth:`_searched` image at
+        ``scale``, clear of the windows' edges, at every size the whole-image search finds."""
+        from deepfake_cli.mtcnn import detect_faces
+
+        height, width = batch.shape[1:3]
+        min_face = self.pyramid_min_face(height, width, self.min_size * scale)
+        if min(height, width) < min_face:
+            return []
+        faces: list[Face] = []
+        for window in windows:
+            x1, y1, x2, y2 = (float(v) * scale for v in window)
+            with torch.inference_mode():
+                found, points = detect_faces(self._mtcnn, batch, min_face, window=(x1, y1, x2, y2))
+            cx, cy = NEAR_EDGE_SHARE * (x2 - x1), NEAR_EDGE_SHARE * (y2 - y1)
+            inside = [i for i, b in enumerate(found[0])
+                      if b[0] >= x1 + cx and b[1] >= y1 + cy and b[2] <= x2 - cx and b[3] <= y2 - cy]
+            faces += self._filter(found[0][inside, :4] / scale, found[0][inside, 4], points[0][inside] / scale,
+                                  select_largest=False)
+        return faces
+
+    def _select(self, faces: list[Face]) -> list[Face]:
+        """One face per place (windows close together find the same face, with the same
+        box), largest first; only the largest with ``select='largest'``."""
         unique: list[Face] = []
         for face in sorted(faces, key=lambda f: -(f.prob or 0.0)):
             if all(box_iou(face.box, kept.box) < 0.7 for kept in unique):

@@ -40,9 +40,10 @@ from deepfake_cli.annotate import AnnotatedVideoWriter, DrawnFace, ScoreStrip, d
 from deepfake_cli.classifier import FaceClassifier
 from deepfake_cli.config import Config, VideoConfig
 from deepfake_cli.errors import InputFileError
-from deepfake_cli.faces import Face
+from deepfake_cli.faces import Face, near_window
 from deepfake_cli.frames import iter_frames, sample_indices, video_info
 from deepfake_cli.images import is_image_path, is_video_path
+from deepfake_cli.motion import ChangedRegions
 from deepfake_cli.pipeline import FacePipeline, FaceResult
 from deepfake_cli.predict import STATUS_ERROR, STATUS_NO_FACE, STATUS_OK, error_record, predict_images
 from deepfake_cli.tracking import IouTracker
@@ -454,6 +455,7 @@ class _VideoScan:
                 "with_face": self.with_face,
                 "searched_whole": self.searched["whole"],
                 "searched_near": self.searched["near"],
+                "searched_changed": self.searched["changed"],
             },
             "video_info": self.info.to_dict(),
             "sampling": {k: v for k, v in options.items() if v is not None},
@@ -613,8 +615,9 @@ class _DetectionPool:
         self.workers = workers
         self.on_gpu = on_gpu
         self._segments: list[_Segment] = []
-        # Sampled frames searched whole, and around tracked faces only.
-        self.searched = {"whole": 0, "near": 0}
+        # Sampled frames searched whole, and around tracked faces only (of which, also
+        # where the frame changed).
+        self.searched = {"whole": 0, "near": 0, "changed": 0}
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="dfdetect-detect", initializer=self._start_worker)
 
     def batch_size(self, configured: int | None) -> int:
@@ -633,6 +636,7 @@ class _DetectionPool:
     def _run_segment(self, segment: _Segment) -> None:
         detector = self.pipeline.detector
         previous: list[Face] = []
+        changes = ChangedRegions(detector.min_size) if detector is not None else None
         while True:
             item = segment.frames.get()
             if item is None:
@@ -646,8 +650,12 @@ class _DetectionPool:
                 if detector is None:
                     faces = self.pipeline.find_faces([image])[0]
                 else:
-                    faces, was_near = detector.detect_tracked(image, [f.box for f in previous], self.reach)
+                    tracked = [f.box for f in previous]
+                    # Where the frame changed, away from the tracked faces: a face may have come into view.
+                    changed = changes.update(frame_bgr, [near_window(box, self.reach) for box in tracked])
+                    faces, was_near = detector.detect_tracked(image, tracked, self.reach, changed)
                     self.searched["near" if was_near else "whole"] += 1
+                    self.searched["changed"] += bool(was_near and changed)
                 previous = faces
                 future.set_result((image, faces))
             except BaseException as exc:  # handed to the scan with this frame

@@ -125,6 +125,26 @@ def test_detect_near_follows_faces_and_gives_up_when_they_are_gone():
     assert detector.detect_near(frames[1], [], reach=2.0) is None
 
 
+def test_detect_tracked_searches_changed_regions_too_and_large_ones_whole():
+    need_shared(ORIGINAL_004)
+    frame = next(rgb for index, _, rgb in iter_frames(ORIGINAL_004, every=10) if index == 240)
+    detector = FaceDetector(max_side=960)
+    whole = detector.detect_one(frame)
+    assert len(whole) == 2  # the anchor and, in the inset, Chewbacca
+    anchor, inset = sorted(whole, key=lambda f: -f.box[0])
+    # Tracked: the anchor only. Around him alone, the inset's face is not seen...
+    faces, near = detector.detect_tracked(frame, [anchor.box], reach=2.0)
+    assert near and len(faces) == 1 and np.allclose(faces[0].box, anchor.box, atol=1e-2)
+    # ...searched where the frame changed as well (the inset), it is, with its whole-frame box.
+    x1, y1, x2, y2 = inset.box
+    faces, near = detector.detect_tracked(frame, [anchor.box], reach=2.0, changed=[(x1 - 20, y1 - 20, x2 + 20, y2 + 20)])
+    assert near and len(faces) == 2
+    assert np.allclose(sorted(f.box for f in faces), sorted(f.box for f in whole), atol=1e-2)
+    # A change over most of the frame (a cut, a pan): searched whole.
+    faces, near = detector.detect_tracked(frame, [anchor.box], reach=2.0, changed=[(0, 0, 1280, 720)])
+    assert not near and len(faces) == 2
+
+
 def test_pyramid_scales_match_facenet():
     scales = pyramid_scales(540, 960, 20.0, 0.709)
     assert scales[0] == pytest.approx(0.6) and all(540 * s >= 12 for s in scales) and 540 * scales[-1] * 0.709 < 12

@@ -49,7 +49,8 @@ def test_rows_follow_the_sampling_and_summary_holds_a_verdict(pipeline_004):
     s = result.summary
     assert s["status"] == "ok" and s["verdict"] in ("real", "fake")
     # Samples 3.3 s apart, more than video.redetect_every: each frame searched whole.
-    assert s["frames"] == {"total": 309, "decoded": 4, "sampled": 4, "with_face": 4, "searched_whole": 4, "searched_near": 0}
+    assert s["frames"] == {"total": 309, "decoded": 4, "sampled": 4, "with_face": 4, "searched_whole": 4, "searched_near": 0,
+                           "searched_changed": 0}
     assert set(s["p_fake_by_aggregate"]) == {"mean", "max", "confident"}
     assert s["p_fake"] == s["p_fake_by_aggregate"]["confident"]
     assert s["tracks"][0]["faces"] >= 4 and s["tracks"][0]["first_frame"] == 0
@@ -262,3 +263,30 @@ def _rss() -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     pytest.skip("no /proc/self/status on this system")
+
+
+def test_a_face_coming_into_view_between_whole_frame_searches_is_found_at_once(sepcnn_ckpt):
+    """004.mp4 cuts, inside its picture-in-picture inset, to a face (Chewbacca's) at frame
+    ~235: the first sampled frame after it (240) is searched around the anchor's tracked
+    face only, and the change in the inset sends it to be searched there too, so the new face
+    is found there, as searching every sampled frame whole finds it, not at the next whole
+    search (frame 250)."""
+    need_shared(ORIGINAL_004)
+    faces = {}
+    for redetect in (0.0, 2.0):
+        pipeline, cfg = make_pipeline(sepcnn_ckpt, **{"video.every": 10, "video.start": 8.0, "video.end": 9.7,
+                                                      "video.redetect_every": redetect})
+        result = scan_video(ORIGINAL_004, pipeline, cfg.video)
+        faces[redetect] = {}
+        for r in result.rows:
+            if r["status"] == "face":
+                faces[redetect].setdefault(r["frame"], []).append((r["x1"], r["y1"], r["x2"], r["y2"]))
+        frames = result.summary["frames"]
+        if redetect == 2.0:
+            assert frames["searched_whole"] == 1 and frames["searched_changed"] >= 1, frames
+    assert sorted(faces[0.0]) == [200, 210, 220, 230, 240], faces[0.0]
+    assert len(faces[0.0][240]) == 2 and all(len(faces[0.0][f]) == 1 for f in (200, 210, 220, 230))
+    for f, boxes in faces[0.0].items():
+        assert len(faces[2.0][f]) == len(boxes), (f, faces[2.0][f], boxes)
+        for box in boxes:
+            assert max(box_iou(box, other) for other in faces[2.0][f]) >= 0.9
