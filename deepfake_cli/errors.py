@@ -42,6 +42,10 @@ class InputFileError(DfdetectError):
     """One input file could not be read; the batch it belongs to goes on."""
 
 
+class ScanCancelled(DfdetectError):
+    """A video scan was stopped by its caller (a client that went away, a server shutting down)."""
+
+
 class ServerError(DfdetectError):
     """The API server cannot start (its address is taken, or not this machine's)."""
 

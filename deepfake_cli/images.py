@@ -32,8 +32,13 @@ def is_video_path(path: str | os.PathLike[str]) -> bool:
     return suffix in VIDEO_EXTENSIONS or (suffix == GIF_EXTENSION and is_animated_gif(path))
 
 
-def is_animated_gif(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` is a readable GIF with more than one frame (reads its header and second frame)."""
+def is_animated_gif(path: str | os.PathLike[str] | bytes) -> bool:
+    """Whether ``path`` (or these bytes) is a readable GIF with more than one frame (reads its
+    header and second frame)."""
+    if isinstance(path, bytes):
+        if not path.startswith(b"GIF8"):
+            return False
+        path = io.BytesIO(path)  # type: ignore[assignment]
     try:
         with Image.open(path) as im:
             return bool(getattr(im, "is_animated", False))

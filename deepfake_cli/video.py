@@ -39,7 +39,7 @@ from deepfake_cli.aggregate import AGGREGATIONS, aggregate, aggregate_all
 from deepfake_cli.annotate import AnnotatedVideoWriter, DrawnFace, ScoreStrip, draw_faces
 from deepfake_cli.classifier import FaceClassifier
 from deepfake_cli.config import Config, VideoConfig
-from deepfake_cli.errors import InputFileError
+from deepfake_cli.errors import InputFileError, ScanCancelled
 from deepfake_cli.faces import Face, near_window
 from deepfake_cli.frames import iter_frames, sample_indices, video_info
 from deepfake_cli.images import is_image_path, is_video_path
@@ -203,6 +203,7 @@ def scan_video(
     progress: Callable[[ScanProgress], None] | None = None,
     on_row: Callable[[dict[str, Any]], None] | None = None,
     keep_rows: bool = True,
+    should_stop: Callable[[], bool] | None = None,
 ) -> VideoResult:
     """Scan one video; see the module docstring.
 
@@ -212,9 +213,11 @@ def scan_video(
     :class:`InputFileError` when the video cannot be read (missing, not a
     video, truncated, no frames, nothing to sample in ``start..end``) and
     :class:`UsageError` for contradictory sampling options.
+    ``should_stop`` is asked at every decoded frame; when it returns true the
+    scan stops and raises :class:`ScanCancelled`.
     """
     with _opencv_threads(SCAN_OPENCV_THREADS):
-        return _VideoScan(path, pipeline, video_cfg, annotate_path, progress, on_row, keep_rows).run()
+        return _VideoScan(path, pipeline, video_cfg, annotate_path, progress, on_row, keep_rows, should_stop).run()
 
 
 @contextlib.contextmanager
@@ -234,8 +237,9 @@ def _opencv_threads(n: int) -> Iterator[None]:
 class _VideoScan:
     """The state of one :func:`scan_video` call."""
 
-    def __init__(self, path, pipeline, video_cfg, annotate_path, progress, on_row, keep_rows):
+    def __init__(self, path, pipeline, video_cfg, annotate_path, progress, on_row, keep_rows, should_stop=None):
         self.path = str(path)
+        self.should_stop = should_stop
         self.pipeline = pipeline
         self.cfg = video_cfg
         self.annotate_path = None if annotate_path is None else Path(annotate_path)
@@ -309,6 +313,8 @@ class _VideoScan:
             detections: list[Future] = []
             n_bytes = 0
             for index, timestamp, frame in source:
+                if self.should_stop is not None and self.should_stop():
+                    raise ScanCancelled(f"{self.path}: scan stopped at frame {index}")
                 is_sampled = sampled is None or index in sampled
                 item = _Pending(index, timestamp, frame, is_sampled)
                 pending.append(item)

@@ -57,7 +57,8 @@ def _offline_and_quiet(tmp_path_factory):
     torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
-def make_checkpoint(path: Path, arch: str = "sepcnn", num_classes: int = 2, threshold: float = 0.5, seed: int = 0, **kw) -> Path:
+def make_checkpoint(path: Path, arch: str = "sepcnn", num_classes: int = 2, threshold: float = 0.5, seed: int = 0,
+                    provenance: dict | None = None, **kw) -> Path:
     """A real (untrained, seeded) checkpoint of ``arch`` in dfdetect's format."""
     import torch
 
@@ -75,7 +76,7 @@ def make_checkpoint(path: Path, arch: str = "sepcnn", num_classes: int = 2, thre
         labels=default_labels(num_classes),
         preprocessing=spec.preprocessing(),
         threshold=threshold,
-        provenance={"data": "untrained test fixture"},
+        provenance=provenance or {"data": "untrained test fixture"},
         **kw,
     )
     return save_checkpoint(ckpt, path)

@@ -69,6 +69,11 @@ def client(sepcnn_ckpt, installed_models, upload_dir):
             yield c
 
 
+def uploads_left(upload_dir: Path) -> list[Path]:
+    """Files under the configured upload folder (the server keeps its own folder inside)."""
+    return [p for p in upload_dir.rglob("*") if p.is_file()]
+
+
 def assert_error(response, status: int, needle: str) -> None:
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/json")
@@ -85,6 +90,10 @@ def test_health_reports_model_device_version(client):
     data = client.get("/health").json()
     assert data["status"] == "ok" and data["model"] == "sepcnn" and data["arch"] == "sepcnn"
     assert data["device"] == "cpu" and data["version"] == __version__ and data["face_detection"] is True
+    assert data["busy"] == 0 and data["capacity"] >= 2
+    # Uptime monitors and load balancers probe with HEAD.
+    head = client.head("/health")
+    assert head.status_code == 200 and head.content == b""
 
 
 def test_models_lists_loaded_and_installed_without_server_paths(client):
@@ -96,6 +105,18 @@ def test_models_lists_loaded_and_installed_without_server_paths(client):
     assert data["installed"][0]["threshold"] == pytest.approx(0.4)
     assert all("path" not in m for m in data["installed"])
     assert "resnet18" in data["architectures"]
+
+
+def test_models_cuts_server_paths_in_the_loaded_models_provenance(tmp_path):
+    from deepfake_cli.serve.service import without_paths
+
+    ckpt = make_checkpoint(tmp_path / "m.pt", provenance={"data": "/srv/secret/ffpp/train",
+                                                           "init": {"path": "/home/analyst/meso.pt", "sha256": "ab"}})
+    with _client(create_app(ckpt, Config())) as c:
+        loaded = c.get("/models").json()["loaded"]
+    assert loaded["provenance"]["data"] == "train" and loaded["provenance"]["init"] == {"path": "meso.pt", "sha256": "ab"}
+    assert "/srv" not in json.dumps(loaded) and "/home" not in json.dumps(loaded)
+    assert without_paths(["relative/x", "C", 3, None]) == ["relative/x", "C", 3, None]
 
 
 def test_page_docs_and_openapi(client):
@@ -187,7 +208,7 @@ def _truncated_jpeg() -> bytes:
         ({"file": ("fake.jpg", b"this is not an image", "image/jpeg")}, 422, "not a recognised image format"),
         ({"file": ("cut.jpg", _truncated_jpeg(), "image/jpeg")}, 422, "truncated"),
         ({"file": ("zero.png", b"", "image/png")}, 422, "empty file"),
-        ({"picture": ("a.png", NO_FACE_PNG, "image/png")}, 422, "file: Field required"),
+        ({"picture": ("a.png", NO_FACE_PNG, "image/png")}, 422, "send the file as a multipart part named 'file'"),
         ([("file", ("a.png", NO_FACE_PNG, "image/png")), ("file", ("b.png", NO_FACE_PNG, "image/png"))], 400, "Too many files"),
         ({"file": ("big.png", b"\x89PNG" + b"x" * int(MAX_MB * 2**20), "image/png")}, 413, "upload too large"),
     ],
@@ -281,7 +302,7 @@ def test_predict_video_verdict_tracks_and_rows(client, upload_dir):
     assert len(data["tracks"]) == 1 and data["tracks"][0]["faces"] == 4
     assert "video" not in data["columns"] and set(data["rows"][0]) == set(data["columns"])
     assert str(upload_dir) not in r.text and uploads.TEMP_PREFIX not in r.text  # our temp path stays ours
-    assert list(upload_dir.iterdir()) == []
+    assert uploads_left(upload_dir) == []
 
 
 def test_predict_video_csv_download(client, upload_dir):
@@ -292,7 +313,7 @@ def test_predict_video_csv_download(client, upload_dir):
     assert "attachment" in r.headers["content-disposition"] and r.headers["x-verdict"] in ("real", "fake")
     lines = r.text.strip().splitlines()
     assert lines[0].split(",")[:4] == ["frame", "timestamp", "status", "track_id"] and len(lines) == 4
-    assert list(upload_dir.iterdir()) == []
+    assert uploads_left(upload_dir) == []
 
 
 def test_predict_video_without_a_face_is_200_no_face(client, blue_video, upload_dir):
@@ -302,7 +323,7 @@ def test_predict_video_without_a_face_is_200_no_face(client, blue_video, upload_
     assert data["status"] == "no_face" and data["prediction"] is None and data["probabilities"] is None
     assert data["tracks"] == [] and data["frames"]["sampled"] == 4
     assert {row["status"] for row in data["rows"]} == {"no_face"}
-    assert list(upload_dir.iterdir()) == []
+    assert uploads_left(upload_dir) == []
 
 
 def test_predict_video_errors_and_cleanup(client, blue_video, upload_dir):
@@ -324,7 +345,7 @@ def test_predict_video_errors_and_cleanup(client, blue_video, upload_dir):
         r = client.post("/predict/video", params=params, files=files)
         assert_error(r, status, needle)
         assert str(upload_dir) not in r.text
-    assert list(upload_dir.iterdir()) == []
+    assert uploads_left(upload_dir) == []
 
 
 def test_video_temp_file_is_ours_and_removed_when_the_scanner_crashes(client, upload_dir, monkeypatch):
@@ -340,9 +361,10 @@ def test_video_temp_file_is_ours_and_removed_when_the_scanner_crashes(client, up
     r = client.post("/predict/video", files=video_upload(b"some bytes", name="../../../../tmp/evil.sh", content_type="video/mp4"))
     assert_error(r, 500, "internal error (RuntimeError)")
     (path, content), = seen
-    assert path.parent == upload_dir and path.name.startswith(uploads.TEMP_PREFIX) and path.suffix == ".mp4"
+    assert path.parent.parent == upload_dir and path.parent.name.startswith("dfdetect-uploads-")
+    assert path.name.startswith(uploads.TEMP_PREFIX) and path.suffix == ".mp4"
     assert content == b"some bytes" and "evil" not in path.name
-    assert list(upload_dir.iterdir()) == []
+    assert uploads_left(upload_dir) == []
 
 
 # ---------------------------------------------------------------- /gradcam
@@ -491,3 +513,74 @@ def test_temp_file_has_our_name_and_is_removed_even_on_error(tmp_path):
     with pytest.raises(ValueError):
         with uploads.spooled_to_temp_file(source, ".sh", tmp_path):
             pass
+
+
+# ---------------------------------------------------------------- GIFs, upload folder, stopping, multipart
+
+
+def gif_bytes(frames: list[np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    images = [Image.fromarray(f) for f in frames]
+    images[0].save(buf, "GIF", save_all=len(images) > 1, append_images=images[1:], duration=100, loop=0)
+    return buf.getvalue()
+
+
+def test_gifs_as_in_the_cli_a_still_one_is_an_image_an_animated_one_a_video(client, upload_dir):
+    need_shared(PHOTOS / "paul_rudd.jpg")
+    face = np.asarray(Image.open(PHOTOS / "paul_rudd.jpg").convert("RGB").resize((320, 400)))
+    still = gif_bytes([face])
+    r = client.post("/predict", files={"file": ("still.gif", still, "image/gif")})
+    assert r.status_code == 200 and r.json()["status"] == "ok" and r.json()["face_count"] == 1, r.text
+    animated = gif_bytes([face, face[:, ::-1].copy(), face])
+    assert_error(client.post("/predict", files={"file": ("anim.gif", animated, "image/gif")}), 422, "send it to POST /predict/video")
+    r = client.post("/predict/video", params={"every": 1}, files={"file": ("anim.gif", animated, "image/gif")})
+    assert r.status_code == 200, r.text
+    assert r.json()["frames"]["sampled"] == 3 and r.json()["status"] == "ok"
+    r = client.post("/predict/video", files={"file": ("still.gif", still, "image/gif")})  # a one-frame video
+    assert r.status_code == 200 and r.json()["frames"]["total"] == 1, r.text
+    assert uploads_left(upload_dir) == []
+
+
+def test_the_upload_folder_is_the_servers_own_checked_at_start_and_removed_at_stop(tmp_path, sepcnn_ckpt):
+    cfg = Config()
+    cfg.serve.upload_dir = str(tmp_path / "missing")
+    with pytest.raises(ConfigError, match="serve.upload_dir"):
+        create_app(sepcnn_ckpt, cfg)
+    cfg.serve.upload_dir = str(tmp_path)
+    app = create_app(sepcnn_ckpt, cfg)
+    own = app.state.service.upload_dir
+    assert own.parent == tmp_path and own.name.startswith("dfdetect-uploads-")
+    with _client(app):
+        (own / "dfdetect-upload-left.mp4").write_bytes(b"x")  # as a scan killed mid-way leaves it
+    assert list(tmp_path.iterdir()) == []  # lifespan shutdown: the folder and what was in it are gone
+
+
+def test_a_stopping_server_or_a_client_gone_stops_a_running_scan(tmp_path, sepcnn_ckpt):
+    need_shared(ORIGINAL_004)
+    from deepfake_cli.errors import ScanCancelled
+
+    cfg = Config()
+    cfg.serve.upload_dir = str(tmp_path)
+    app = create_app(sepcnn_ckpt, cfg)
+    service = app.state.service
+    asked = []
+
+    def gone_after_three_frames() -> bool:
+        asked.append(1)
+        return len(asked) > 3
+
+    with open(ORIGINAL_004, "rb") as fh, pytest.raises(ScanCancelled):
+        service.predict_video(fh, ".mp4", {"every": 1}, should_stop=gone_after_three_frames)
+    assert len(asked) == 4 and uploads_left(tmp_path) == []
+    with _client(app) as c:
+        service.stopping.set()  # as on SIGTERM: the scan stops at its first frame, the client gets 503
+        r = c.post("/predict/video", files=video_upload(ORIGINAL_004.read_bytes(), "004.mp4"))
+        assert_error(r, 503, "server is shutting down")
+        assert r.headers["retry-after"] == "5"
+        assert uploads_left(tmp_path) == []
+
+
+def test_a_file_part_without_a_filename_says_what_to_send(client):
+    r = client.post("/predict", data={"file": "hello"}, files={"other": ("x.png", NO_FACE_PNG, "image/png")})
+    assert_error(r, 422, "send the file as a multipart part named 'file' with a filename")
+    assert "UploadFile" not in r.text and "class" not in r.text

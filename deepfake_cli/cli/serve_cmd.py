@@ -81,15 +81,36 @@ def _check_address(host: str, port: int) -> None:
             raise ServerError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
+def _run_until_stopped(app, service, options: dict) -> None:
+    """uvicorn's server; on SIGTERM or Ctrl-C, running video scans also stop at their next
+    frame (their clients get 503) instead of running out the graceful-shutdown wait."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, **options))
+    handle_exit = server.handle_exit
+
+    def stop_scans_then_exit(sig, frame) -> None:
+        service.stopping.set()
+        handle_exit(sig, frame)
+
+    server.handle_exit = stop_scans_then_exit  # type: ignore[method-assign]
+    try:
+        server.run()
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled: a clean stop, as uvicorn.run has it
+        pass
+
+
 def run_server(cfg) -> None:
     import uvicorn
 
     from deepfake_cli.checkpoint import load_checkpoint
     from deepfake_cli.model_store import resolve_model
     from deepfake_cli.serve.app import WORKER_CHECKPOINT_ENV, WORKER_CONFIG_ENV, create_app
+    from deepfake_cli.serve.service import make_upload_dir
 
     sc = cfg.serve
     _check_address(sc.host, sc.port)  # before the model loads, and with our exit code, not uvicorn's 3
+    make_upload_dir(sc.upload_dir).rmdir()  # a folder for uploads can be made there (ConfigError: exit 2)
     checkpoint = resolve_model(cfg.model.name)
     if not _is_loopback(sc.host):
         stderr.print(
@@ -112,7 +133,7 @@ def run_server(cfg) -> None:
             f"[dim]model {escape(service.model_name)} ({service.classifier.arch}), device {service.classifier.device}, "
             f"face detection {'on' if service.pipeline.detector else 'off'}; page at {url}, API docs at {url}docs[/]"
         )
-        uvicorn.run(app, **common)
+        _run_until_stopped(app, service, common)
         return
     # Workers are separate processes: uvicorn imports the app factory in each, which
     # loads the model once there. Fail here, once, if the checkpoint is unusable.

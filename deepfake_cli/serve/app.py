@@ -9,9 +9,12 @@ environment.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import os
+import threading
 from importlib import resources
 from typing import Any, Literal, Optional
 
@@ -25,7 +28,7 @@ from starlette.exceptions import HTTPException
 from deepfake_cli import __version__
 from deepfake_cli.classifier import FaceClassifier
 from deepfake_cli.config import Config
-from deepfake_cli.errors import ConfigError, DfdetectError, InputFileError, UsageError
+from deepfake_cli.errors import ConfigError, DfdetectError, InputFileError, ScanCancelled, UsageError
 from deepfake_cli.output import dumps, write_csv_rows
 from deepfake_cli.serve.schemas import HealthOut, ModelsOut, PredictOut, VideoOut, error_responses
 from deepfake_cli.serve.service import DetectorService
@@ -49,6 +52,8 @@ GRADCAM_HEADERS = {
     "X-P-Fake": "p_fake",
     "X-Label": "label",
 }
+# How often a running video scan checks that its client is still there.
+DISCONNECT_POLL_S = 0.5
 WORKER_CHECKPOINT_ENV = "DFDETECT_WORKER_CHECKPOINT"
 WORKER_CONFIG_ENV = "DFDETECT_WORKER_CONFIG"
 
@@ -92,11 +97,20 @@ def create_app(classifier_or_checkpoint: FaceClassifier | str | os.PathLike[str]
     cfg = cfg or Config()
     service = load_service(classifier_or_checkpoint, cfg)
     max_file = file_limit(cfg.serve.max_upload_mb)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        try:
+            yield
+        finally:  # running scans stop; uploads left by them go with the server's upload folder
+            service.close()
+
     app = FastAPI(
         title="dfdetect",
         version=__version__,
         description=DESCRIPTION,
         form_limits={"max_files": 1, "max_fields": 16},
+        lifespan=lifespan,
     )
     app.state.service = service
     too_large = too_large_message(cfg.serve.max_upload_mb)
@@ -123,9 +137,12 @@ def create_app(classifier_or_checkpoint: FaceClassifier | str | os.PathLike[str]
     def index() -> HTMLResponse:
         return HTMLResponse(page)
 
-    @app.get("/health", response_model=HealthOut, summary="Liveness, model, device and version")
+    @app.get("/health", response_model=HealthOut, summary="Liveness, model, device, version and load")
     def health() -> JSONResult:
         return JSONResult(service.health())
+
+    # HEAD too: uptime monitors and load balancers probe with it.
+    app.add_api_route("/health", health, methods=["HEAD"], include_in_schema=False)
 
     @app.get("/models", response_model=ModelsOut, summary="The loaded model and the installed ones")
     def models() -> JSONResult:
@@ -139,7 +156,7 @@ def create_app(classifier_or_checkpoint: FaceClassifier | str | os.PathLike[str]
         description="Per-face boxes and scores; the verdict (`prediction`, `confidence`, `probabilities`) "
         "is that of the most suspicious face. An image without a face gives status `no_face`.",
     )
-    async def predict(file: UploadFile = File(..., description="jpeg, png, bmp, webp or tiff")) -> JSONResult:
+    async def predict(file: UploadFile = File(..., description="jpeg, png, bmp, webp, tiff or a still gif")) -> JSONResult:
         accept(file, IMAGE)
         data = await file.read()
         return JSONResult(await run_in_threadpool(service.predict_image, data))
@@ -152,14 +169,15 @@ def create_app(classifier_or_checkpoint: FaceClassifier | str | os.PathLike[str]
         response_model=VideoOut,
         responses={
             200: {"content": {"application/json": {}, "text/csv": {}}, "description": "verdict JSON, or with format=csv the per-frame rows"},
-            **error_responses(413, 415, 422),
+            **error_responses(413, 415, 422, 503),
         },
         summary="Scan a video: verdict, tracks and per-frame rows",
         description="Samples frames (default: [video] of the server's config), detects and tracks faces, "
         "and aggregates each track's scores; the video is fake if any track is. No face at all gives status `no_face`.",
     )
     async def predict_video(
-        file: UploadFile = File(..., description="mp4, mov, mkv, webm or avi"),
+        request: Request,
+        file: UploadFile = File(..., description="mp4, mov, mkv, webm, avi or an animated gif"),
         format: Literal["json", "csv"] = Query("json", description="csv: the per-frame rows as a download"),
         every: Optional[int] = Query(None, ge=1, description="score every N-th frame"),
         fps: Optional[float] = Query(None, gt=0, description="or sample this many frames per second"),
@@ -170,7 +188,18 @@ def create_app(classifier_or_checkpoint: FaceClassifier | str | os.PathLike[str]
     ) -> Response:
         suffix = accept(file, VIDEO)
         sampling = {"every": every, "fps": fps, "frames": frames, "start": start, "end": end, "aggregate": aggregate}
-        result = await run_in_threadpool(service.predict_video, file.file, suffix, sampling)
+        # A client that goes away (a timeout, a retry) stops its scan: the work is for nobody.
+        gone = threading.Event()
+        scan = asyncio.ensure_future(run_in_threadpool(service.predict_video, file.file, suffix, sampling, gone.is_set))
+        try:
+            while not scan.done():
+                await asyncio.wait({scan}, timeout=DISCONNECT_POLL_S)
+                if not scan.done() and await request.is_disconnected():
+                    gone.set()
+            result = scan.result()
+        except asyncio.CancelledError:  # the server cancels the request (shutdown): stop the scan too
+            gone.set()
+            raise
         if format == "csv":
             return Response(
                 write_csv_rows(result["rows"], result["columns"]),
@@ -193,7 +222,7 @@ def create_app(classifier_or_checkpoint: FaceClassifier | str | os.PathLike[str]
         summary="Grad-CAM picture of one face in an image",
     )
     async def gradcam(
-        file: UploadFile = File(..., description="jpeg, png, bmp, webp or tiff"),
+        file: UploadFile = File(..., description="jpeg, png, bmp, webp, tiff or gif"),
         face: Optional[int] = Query(None, ge=0, description="face index as in /predict (default: the most suspicious face)"),
         target: Optional[str] = Query(None, description="predicted, real, fake, a class name or index; 'all' with view=sheet"),
         view: Literal["overlay", "sheet"] = Query("overlay", description="overlay: heatmap over the face crop; sheet: face | heatmap | overlay"),
@@ -224,12 +253,22 @@ def _install_error_handlers(app: FastAPI) -> None:
         problems = []
         for item in exc.errors():
             where = ".".join(str(p) for p in item.get("loc", ()) if p != "body")
-            problems.append(f"{where}: {item.get('msg', 'invalid')}" if where else str(item.get("msg", "invalid")))
+            message = str(item.get("msg", "invalid"))
+            if where == "file" and (item.get("type") == "missing" or "UploadFile" in message):
+                # A plain form field, a part without filename=, or a body cut short before the file.
+                message = "no file: send the file as a multipart part named 'file' with a filename"
+            problems.append(f"{where}: {message}" if where else message)
         return error(422, "; ".join(problems) or "invalid request")
 
     @app.exception_handler(UnsupportedMediaType)
     async def unsupported(request: Request, exc: UnsupportedMediaType) -> JSONResult:
         return error(415, str(exc))
+
+    @app.exception_handler(ScanCancelled)
+    async def cancelled(request: Request, exc: ScanCancelled) -> JSONResult:
+        # The client went away (it never sees this), or the server is shutting down.
+        return error(503, "the scan was stopped: the server is shutting down or the client went away; try again",
+                     {"Retry-After": "5"})
 
     @app.exception_handler(DfdetectError)
     async def library_error(request: Request, exc: DfdetectError) -> JSONResult:

@@ -87,6 +87,8 @@ class HealthOut(BaseModel):
     threshold: float
     uptime_s: float
     pid: int
+    busy: int = Field(description="uploads being analysed now")
+    capacity: int = Field(description="uploads analysed at once; more wait their turn")
 
 
 class ModelsOut(BaseModel):
@@ -105,5 +107,6 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         413: "upload larger than the server's limit (serve.max_upload_mb)",
         415: "not multipart/form-data, or a file type this endpoint does not take",
         422: "missing 'file' field, a file that cannot be decoded, or an invalid parameter",
+        503: "the scan was stopped because the server is shutting down (Retry-After)",
     }
     return {code: {"model": ErrorOut, "description": described[code]} for code in codes}

@@ -8,11 +8,15 @@ that memory stays bounded under load.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import shutil
+import tempfile
 import threading
 import time
-from typing import Any, BinaryIO
+from pathlib import Path
+from typing import Any, BinaryIO, Callable
 
 import cv2
 import numpy as np
@@ -20,8 +24,8 @@ import numpy as np
 from deepfake_cli import __version__, gradcam, video
 from deepfake_cli.classifier import FaceClassifier
 from deepfake_cli.config import Config, validate
-from deepfake_cli.errors import InputFileError, UsageError
-from deepfake_cli.images import load_image
+from deepfake_cli.errors import ConfigError, InputFileError, UsageError
+from deepfake_cli.images import is_animated_gif, load_image
 from deepfake_cli.pipeline import FacePipeline
 from deepfake_cli.predict import STATUS_NO_FACE, STATUS_OK, image_record
 from deepfake_cli.serve.uploads import spooled_to_temp_file
@@ -59,8 +63,31 @@ class DetectorService:
         self.video_pipeline = video.video_pipeline(classifier, cfg)
         self.frame_columns = [c for c in video.FRAME_COLUMNS if c != "video"]  # the path is our temp file
         self.started = time.time()
-        self._slots = threading.BoundedSemaphore(max(2, os.cpu_count() or 1))
+        self.capacity = max(2, os.cpu_count() or 1)
+        self._slots = threading.BoundedSemaphore(self.capacity)
+        self._busy = 0
+        self._busy_lock = threading.Lock()
         self._installed: list[dict[str, Any]] | None = None
+        # Set when the server shuts down: running video scans stop at their next frame.
+        self.stopping = threading.Event()
+        self.upload_dir = make_upload_dir(cfg.serve.upload_dir)
+
+    def close(self) -> None:
+        """Stop running scans and remove this server's upload folder (and any upload left in it)."""
+        self.stopping.set()
+        shutil.rmtree(self.upload_dir, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def _slot(self):
+        """One of the bounded places for decoding and analysing an upload, counted for /health."""
+        with self._slots:
+            with self._busy_lock:
+                self._busy += 1
+            try:
+                yield
+            finally:
+                with self._busy_lock:
+                    self._busy -= 1
 
     @property
     def model_name(self) -> str:
@@ -77,6 +104,9 @@ class DetectorService:
             "threshold": self.classifier.threshold,
             "uptime_s": round(time.time() - self.started, 1),
             "pid": os.getpid(),
+            # Uploads being analysed, and how many can be at once (more wait their turn).
+            "busy": self._busy,
+            "capacity": self.capacity,
         }
 
     def models(self) -> dict[str, Any]:
@@ -90,7 +120,7 @@ class DetectorService:
             ]
         from deepfake_cli.models import list_models
 
-        loaded = {**self.classifier.describe(), "device": str(self.classifier.device)}
+        loaded = {**without_paths(self.classifier.describe()), "device": str(self.classifier.device)}
         return {"loaded": loaded, "installed": self._installed, "architectures": list_models()}
 
     def predict_image(self, data: bytes) -> dict[str, Any]:
@@ -100,7 +130,9 @@ class DetectorService:
         a readable image.
         """
         start = time.perf_counter()
-        with self._slots:
+        if is_animated_gif(data):
+            raise InputFileError("upload: an animated GIF is a short video: send it to POST /predict/video")
+        with self._slot():
             image = load_image(data, max_pixels=self.cfg.predict.max_image_pixels)
             faces = self.pipeline.analyze([image])[0]
         threshold = self.classifier.threshold
@@ -118,13 +150,18 @@ class DetectorService:
             "elapsed_ms": round((time.perf_counter() - start) * 1000.0, 1),
         }
 
-    def predict_video(self, upload: BinaryIO, suffix: str, sampling: dict[str, Any] | None = None) -> dict[str, Any]:
+    def predict_video(
+        self, upload: BinaryIO, suffix: str, sampling: dict[str, Any] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> dict[str, Any]:
         """Scan an uploaded video: the verdict, its tracks and one row per face of each sampled frame.
 
         The upload is copied to a temp file named by us (``suffix`` from the
-        allow-list), scanned by :func:`deepfake_cli.video.scan_video` and removed,
-        whatever happens. ``sampling`` overrides ``[video]`` keys (every, fps,
-        frames, start, end, aggregate) for this request.
+        allow-list) in this server's upload folder, scanned by
+        :func:`deepfake_cli.video.scan_video` and removed, whatever happens.
+        ``sampling`` overrides ``[video]`` keys (every, fps, frames, start, end,
+        aggregate) for this request. The scan stops (:class:`ScanCancelled`) when
+        ``should_stop`` says so (the client went away) or the server shuts down.
         """
         start = time.perf_counter()
         given = {k: v for k, v in (sampling or {}).items() if v is not None}
@@ -133,9 +170,12 @@ class DetectorService:
             raise UsageError(f"choose one way to sample frames, not {' and '.join(ways)}")
         video_cfg = dataclasses.replace(self.cfg.video, **given)
         validate(dataclasses.replace(self.cfg, video=video_cfg))  # ranges, finite times: 422, never a 500
-        with self._slots, spooled_to_temp_file(upload, suffix, self.cfg.serve.upload_dir) as path:
+        def stop() -> bool:
+            return self.stopping.is_set() or (should_stop is not None and should_stop())
+
+        with self._slot(), spooled_to_temp_file(upload, suffix, self.upload_dir) as path:
             try:
-                result = video.scan_video(path, self.video_pipeline, video_cfg)
+                result = video.scan_video(path, self.video_pipeline, video_cfg, should_stop=stop)
             except InputFileError as exc:
                 # The scanner names the file: say "upload", not our temp path.
                 raise InputFileError(str(exc).replace(str(path), "upload")) from None
@@ -177,7 +217,7 @@ class DetectorService:
             raise UsageError(f"unknown view '{view}' (valid: {', '.join(GRADCAM_VIEWS)})")
         if view == "overlay" and target.strip().lower() == "all":
             raise UsageError("target 'all' makes three heatmaps: ask for view=sheet")
-        with self._slots:
+        with self._slot():
             image = load_image(data, max_pixels=self.cfg.predict.max_image_pixels)
             faces = self.pipeline.find_faces([image])[0]
             info: dict[str, Any] = {"status": STATUS_NO_FACE, "model": self.classifier.name, "face_count": len(faces)}
@@ -216,3 +256,24 @@ def encode_png(rgb: np.ndarray) -> bytes:
     if not ok:  # pragma: no cover - OpenCV always encodes uint8 RGB
         raise RuntimeError("PNG encoding failed")
     return buffer.tobytes()
+
+
+def make_upload_dir(parent: str | None) -> Path:
+    """A folder of this server's own for uploads being scanned, in ``parent`` (default: the
+    system temp folder); removed at shutdown, so no upload outlives the server."""
+    try:
+        return Path(tempfile.mkdtemp(prefix="dfdetect-uploads-", dir=parent))
+    except OSError as exc:
+        raise ConfigError(f"serve.upload_dir: cannot make a folder in {parent or tempfile.gettempdir()}: "
+                          f"{exc.strerror or exc}") from None
+
+
+def without_paths(value: Any) -> Any:
+    """``value`` with every absolute file path cut to its file name: server paths stay on the server."""
+    if isinstance(value, dict):
+        return {k: without_paths(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [without_paths(v) for v in value]
+    if isinstance(value, str) and os.path.isabs(value) and not value.startswith("//"):
+        return Path(value).name
+    return value

@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from deepfake_cli.images import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from deepfake_cli.images import GIF_EXTENSION, IMAGE_EXTENSIONS, MEDIA_EXTENSIONS, VIDEO_EXTENSIONS
 
 MB = 1024 * 1024
 # Boundaries and part headers around the file in a multipart body.
@@ -40,6 +40,7 @@ IMAGE_MEDIA_TYPES = {
     "image/x-ms-bmp": ".bmp",
     "image/webp": ".webp",
     "image/tiff": ".tif",
+    "image/gif": ".gif",
 }
 VIDEO_MEDIA_TYPES = {
     "video/mp4": ".mp4",
@@ -49,6 +50,7 @@ VIDEO_MEDIA_TYPES = {
     "video/x-msvideo": ".avi",
     "video/avi": ".avi",
     "video/msvideo": ".avi",
+    "image/gif": ".gif",  # an animated GIF is a short video
 }
 # Types that say nothing about the content (curl without ;type=, some browsers).
 UNDECLARED_MEDIA_TYPES = frozenset({"", "application/octet-stream", "binary/octet-stream"})
@@ -56,8 +58,8 @@ UNDECLARED_MEDIA_TYPES = frozenset({"", "application/octet-stream", "binary/octe
 IMAGE = "image"
 VIDEO = "video"
 _KINDS = {
-    IMAGE: (IMAGE_MEDIA_TYPES, IMAGE_EXTENSIONS, "jpeg, png, bmp, webp, tiff"),
-    VIDEO: (VIDEO_MEDIA_TYPES, VIDEO_EXTENSIONS, "mp4, mov, mkv, webm, avi"),
+    IMAGE: (IMAGE_MEDIA_TYPES, IMAGE_EXTENSIONS | {GIF_EXTENSION}, "jpeg, png, bmp, webp, tiff, gif"),
+    VIDEO: (VIDEO_MEDIA_TYPES, VIDEO_EXTENSIONS | {GIF_EXTENSION}, "mp4, mov, mkv, webm, avi, animated gif"),
 }
 
 
@@ -159,7 +161,7 @@ def spooled_to_temp_file(source: BinaryIO, suffix: str, directory: str | os.Path
 
     ``suffix`` must come from :func:`check_media` (an allow-listed extension).
     """
-    if suffix not in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS:
+    if suffix not in MEDIA_EXTENSIONS:
         raise ValueError(f"suffix {suffix!r} is not an allow-listed media extension")
     fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=suffix, dir=directory)
     path = Path(name)
