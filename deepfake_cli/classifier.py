@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from deepfake_cli.checkpoint import load_checkpoint
-from deepfake_cli.faces import FaceFraming
+from deepfake_cli.faces import RESIZE_INTERPOLATION, FaceFraming
 from deepfake_cli.labels import real_index
 from deepfake_cli.models import load_state, model_entrypoint
 from deepfake_cli.transforms import crops_to_batch, norm_tensors, normalize
@@ -66,7 +66,8 @@ class FaceClassifier:
         self.model = model.to(self.device).eval()
         self.arch = arch
         self.labels = list(labels)
-        self.preprocessing = dict(preprocessing)
+        # Older checkpoints said "bilinear": crops were always resized as faces.resize_square does.
+        self.preprocessing = {**preprocessing, "interpolation": RESIZE_INTERPOLATION}
         self.threshold = float(threshold)
         self.name = name or arch
         self.checkpoint_meta = {k: v for k, v in (checkpoint or {}).items() if k != "state_dict"}

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from deepfake_cli.errors import DatasetError, InputFileError
+from deepfake_cli.errors import DatasetError, InputFileError, UsageError
 from deepfake_cli.faces import resize_square
 from deepfake_cli.images import IMAGE_EXTENSIONS, load_image
 from deepfake_cli.labels import BINARY_LABELS, FAKE_METHODS, MULTICLASS_LABELS, canonical_method, is_real_name, real_index
@@ -85,7 +85,7 @@ def read_face_table(root: str | os.PathLike[str], val_fraction: float = 0.15, sp
         raise DatasetError(f"{root}: no face crops found")
     if not table.has_split("val") and val_fraction > 0:
         table.frame = carve_val(table.frame, val_fraction, split_seed)
-        table.carved_val = True
+        table.carved_val = table.has_split("val")
     return table
 
 
@@ -119,11 +119,16 @@ def crop_digests(paths: Sequence[str]) -> np.ndarray:
 
 
 def carve_val(frame: pd.DataFrame, val_fraction: float, seed: int) -> pd.DataFrame:
-    """Move a seeded ``val_fraction`` of the train groups to ``val`` (whole groups)."""
+    """Move a seeded ``val_fraction`` of the train groups to ``val`` (whole groups).
+
+    With fewer than 2 training groups there is nothing to carve: the frame is
+    returned as it is, without a ``val`` split (``train`` then says so; scoring a
+    ``test`` split never needed one).
+    """
     train = frame["split"] == "train"
     groups = frame.loc[train, "group"].unique().tolist()
     if len(groups) < 2:
-        raise DatasetError("cannot carve a validation split out of fewer than 2 training groups")
+        return frame
     assignment = seeded_group_splits(groups, val_fraction=val_fraction, test_fraction=0.0, seed=seed)
     frame = frame.copy()
     moved = train & frame["group"].map(assignment).eq("val")
@@ -402,6 +407,11 @@ def load_splits(
     frame = table.frame
     if methods:
         wanted = {canonical_method(m) for m in methods}
+        present = set(frame["method"].unique().tolist())
+        absent = sorted(wanted - present - {"original"})
+        if absent:  # a typo would otherwise drop every fake crop, and the run would go on
+            raise UsageError(f"{table.root}: no crops of method {', '.join(absent)} "
+                             f"(found: {', '.join(sorted(present)) or 'none'})")
         frame = frame[(frame["label"] == "real") | frame["method"].isin(wanted)]
     if compression and "compression" in frame.columns:
         frame = frame[frame["compression"] == compression]

@@ -62,6 +62,8 @@ class EvalData:
     training: np.ndarray | None = None
     # Each crop's digest, read once however many times splits are asked for.
     _digests: dict[str, int] = field(default_factory=dict, repr=False)
+    # What the user should know about how the data was split (printed as notes).
+    notes: list[str] = field(default_factory=list)
 
     def digests(self, paths: Sequence[str]) -> np.ndarray:
         missing = [p for p in paths if p not in self._digests]
@@ -140,31 +142,38 @@ def _pick_split(classifier: FaceClassifier, root: str | os.PathLike[str], cfg, s
     same_data = same_path or (trained_on is not None and _same_crops(fingerprint, root))
     dc = cfg.data
     val_fraction, split_seed = dc.val_fraction, dc.split_seed
+    notes = []
     if same_data:
         # Re-make the training run's carve-out, so 'val' holds no training crop.
         recorded = (meta.get("config") or {}).get("data") or {}
         val_fraction = recorded.get("val_fraction", val_fraction)
         split_seed = recorded.get("split_seed", split_seed)
+        if (val_fraction, split_seed) != (dc.val_fraction, dc.split_seed):
+            notes.append(
+                f"the model was trained on this data: its own carve-out (val fraction {val_fraction:g}, seed "
+                f"{split_seed}) is kept so that 'val' holds no training crop; val fraction {dc.val_fraction:g}, "
+                f"seed {dc.split_seed} are not used"
+            )
     splits = load_splits(
         root, labels=classifier.labels, val_fraction=val_fraction, split_seed=split_seed,
         methods=dc.methods, compression=dc.compression,
     )  # fmt: skip
     limit = dc.limit_per_class
     if split != "auto":
-        return EvalData(splits, split, "requested", limit)
+        return EvalData(splits, split, "requested", limit, notes=notes)
     if splits.get("test") is not None:
-        return EvalData(splits, "test", "the data's test split", limit)
+        return EvalData(splits, "test", "the data's test split", limit, notes=notes)
     if same_data and splits.get("val") is not None:
         reason = "no test split; the model's validation split (it was trained on this data)"
         if same_path and fingerprint and splits.fingerprint != fingerprint:
             reason += "; the crops there changed since training, so this split may hold some of its training crops"
-        return EvalData(splits, "val", reason, limit)
+        return EvalData(splits, "val", reason, limit, notes=notes)
     if same_data:
         raise DatasetError(
             f"{root}: the model was trained on this data and there is neither a test nor a validation split "
             "to evaluate honestly; pass --split all to score every crop anyway"
         )
-    return EvalData(splits, "all", "no test split and the model was not trained on this data: every crop", limit)
+    return EvalData(splits, "all", "no test split and the model was not trained on this data: every crop", limit, notes=notes)
 
 
 def _same_crops(fingerprint: str | None, root: str | os.PathLike[str]) -> bool:
@@ -269,7 +278,10 @@ def write_report(report: dict[str, Any], out_dir: str | os.PathLike[str], frame:
     preds["p_fake"] = p_fake.astype(np.float64)
     preds["predicted"] = np.where(p_fake >= threshold, "fake", "real")
     for i, name in enumerate(labels):
-        preds[f"p_{name}"] = probs[:, i].astype(np.float64)
+        # Binary models: "p_fake" is the score above (1 - p_real), not the softmax's own
+        # fake output, which can differ from it in the last bit and flip a tie at the threshold.
+        if f"p_{name}" not in preds:
+            preds[f"p_{name}"] = probs[:, i].astype(np.float64)
     preds.to_csv(out / "predictions.csv", index=False)
     files["predictions"] = str(out / "predictions.csv")
 
@@ -424,6 +436,8 @@ def evaluate(
     batch = cfg.predict.batch_size
     threads = cfg.runtime.num_threads or None
     data = resolve_eval_data(classifier, data_root, cfg, split)
+    for note in data.notes:
+        say(f"[yellow]note:[/] {note}")
     framing_note = _framing_mismatch(data.splits.table.face, classifier)
     if framing_note:
         say(f"[yellow]note:[/] {framing_note}")

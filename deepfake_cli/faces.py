@@ -170,6 +170,10 @@ def crop_face(
     return np.ascontiguousarray(crop)
 
 
+# How resize_square resizes, as checkpoints and exports state it for other runtimes.
+RESIZE_INTERPOLATION = "area when shrinking, bilinear when enlarging (OpenCV INTER_AREA / INTER_LINEAR)"
+
+
 def resize_square(image: np.ndarray, size: int) -> np.ndarray:
     h, w = image.shape[:2]
     if (h, w) == (size, size):

@@ -7,7 +7,9 @@ from typing import Any
 import torch
 
 from deepfake_cli.checkpoint import load_checkpoint
+from deepfake_cli.classifier import checkpoint_label
 from deepfake_cli.errors import CheckpointError
+from deepfake_cli.faces import RESIZE_INTERPOLATION
 from deepfake_cli.model_store import default_model_name, resolve_model, shipped_models
 from deepfake_cli.models import create_model, get_model_spec, list_models
 
@@ -66,14 +68,14 @@ def model_info(name: str | None) -> dict[str, Any]:
     ckpt = load_checkpoint(path)
     card = path.with_suffix(".md")
     return {
-        "name": path.stem,
+        "name": checkpoint_label(path),
         "path": str(path),
         "default": path.stem == default_model_name(),
         "arch": ckpt["arch"],
         "model_args": ckpt["model_args"],
         "labels": ckpt["labels"],
         "threshold": ckpt["threshold"],
-        "preprocessing": ckpt["preprocessing"],
+        "preprocessing": {**ckpt["preprocessing"], "interpolation": RESIZE_INTERPOLATION},
         "metrics": ckpt.get("metrics", {}),
         "provenance": ckpt.get("provenance", {}),
         "card": str(card) if card.is_file() else None,

@@ -23,7 +23,7 @@ from deepfake_cli.datasets import (
     read_face_table,
     task_labels,
 )
-from deepfake_cli.errors import DatasetError
+from deepfake_cli.errors import DatasetError, UsageError
 from deepfake_cli.labels import BINARY_LABELS, MULTICLASS_LABELS
 from deepfake_cli.transforms import AugmentSettings, TrainAugment, build_train_transform, normalize
 
@@ -126,6 +126,15 @@ def test_limit_per_class_is_balanced_and_keeps_val_apart():
     assert set(val.paths) <= set(full["val"].paths)
 
 
+def test_methods_filter_keeps_reals_and_refuses_a_method_the_data_lacks():
+    need_shared(FFPP_FACES)
+    splits = load_splits(FFPP_FACES, methods=["deepfakes"], limit_per_class=20)  # case does not matter
+    assert set(splits["train"].frame["method"]) == {"original", "Deepfakes"}
+    # A typo would drop every fake and train on reals alone: refused, naming what is there.
+    with pytest.raises(UsageError, match=r"no crops of method Deepfake \(found: .*Deepfakes.*\)"):
+        load_splits(FFPP_FACES, methods=["Deepfake"])
+
+
 def test_multiclass_labels_and_targets():
     need_shared(FFPP_FACES)
     splits = load_splits(FFPP_FACES, task="multiclass", limit_per_class=5)
@@ -154,6 +163,21 @@ def test_split_folders_and_nested_video_folders(tmp_path):
     (tmp_path / "extra").mkdir()
     with pytest.raises(DatasetError, match="mixes split folders"):
         read_face_table(tmp_path)
+
+
+def test_a_test_only_folder_or_a_single_training_group_needs_no_val_carve_out(tmp_path):
+    """Scoring a held-out test folder never needs a validation split: no carve-out, no error."""
+    for cls in ("real", "fake/Deepfakes"):
+        for video in ("v1", "v2"):
+            _image(tmp_path / "held_out" / "test" / cls / video / "0.png", hash((cls, video)) % 1000)
+    splits = load_splits(tmp_path / "held_out")
+    assert not splits.table.carved_val and len(splits["test"]) == 4 and len(splits["val"]) == 0
+    # One training group (one identity): nothing to carve, and no val split.
+    one = tmp_path / "one"
+    for cls in ("real", "fake"):
+        _image(one / cls / "0.png", 7 if cls == "real" else 200)
+    table = read_face_table(one)
+    assert not table.carved_val and set(table.frame["split"]) == {"train"}
 
 
 def _metadata(tmp_path: Path, rows: list[dict], face: dict | None = None) -> Path:

@@ -37,8 +37,10 @@ def test_predictions_csv_reproduces_the_report(tmp_path):
     from deepfake_cli.metrics import roc_auc
 
     rng = np.random.default_rng(0)
-    p = (0.853288 + rng.normal(0, 2e-7, 40)).astype(np.float32)
-    probs = np.stack([1 - p, p], axis=1)
+    # As a model gives them: a float32 softmax, whose p_fake is not exactly 1 - p_real.
+    logits = np.stack([np.zeros(40), 1.7614 + rng.normal(0, 1e-6, 40)], axis=1).astype(np.float32)
+    probs = (np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)).astype(np.float32)
+    assert (1.0 - probs[:, 0] != probs[:, 1]).any()
     frame = pd.DataFrame({"path": [f"c{i}.jpg" for i in range(40)], "label": ["real", "fake"] * 20,
                           "method": ["original", "Deepfakes"] * 20})  # fmt: skip
     targets = np.array([0, 1] * 20)
@@ -49,6 +51,7 @@ def test_predictions_csv_reproduces_the_report(tmp_path):
     assert ((preds["p_fake"] >= report["threshold"]) == (preds["predicted"] == "fake")).all()
     assert (preds["predicted"] == preds["label"]).mean() == pytest.approx(report["frame"]["accuracy"])
     assert roc_auc(preds["label"] == "fake", preds["p_fake"]) == pytest.approx(report["frame"]["auc"])
+    assert list(preds.columns).count("p_fake") == 1 and np.allclose(preds["p_real"] + preds["p_fake"], 1.0, atol=1e-6)
 
 
 def test_report_numbers_equal_hand_computed_ones(tmp_path):

@@ -9,6 +9,7 @@ import torch
 from conftest import FFPP_FACES, MESONET_WEIGHTS, need_shared
 from deepfake_cli.checkpoint import save_checkpoint
 from deepfake_cli.classifier import FaceClassifier
+from deepfake_cli.faces import RESIZE_INTERPOLATION
 from deepfake_cli.errors import ExportError, UsageError
 from deepfake_cli.export import ONNX_OPSET, ExportedModel, export_checkpoint
 from deepfake_cli.images import load_image
@@ -58,6 +59,7 @@ def test_onnx_matches_pytorch_on_real_crops(tmp_path, face_crops, which, request
     assert np.abs(runtime(batch[:1].numpy()) - reference[:1]).max() < 1e-4
     assert runtime.metadata["labels"] == ["real", "fake"]
     assert runtime.metadata["preprocessing"]["input_size"] == batch.shape[-1]
+    assert runtime.metadata["preprocessing"]["interpolation"] == RESIZE_INTERPOLATION
 
 
 def test_torchscript_matches_pytorch(tmp_path, face_crops, sepcnn_ckpt):

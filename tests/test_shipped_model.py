@@ -52,6 +52,8 @@ def test_models_info_prints_card_and_json():
     info = json.loads(runner.invoke(app, ["models", "info", "--json"]).stdout)
     assert info["name"] == DEFAULT and info["default"] and info["metrics"]
     assert info["preprocessing"]["face"]["margin"] == 0.0
+    # The resize rule dfdetect applies (the shipped file predates it and says "bilinear").
+    assert info["preprocessing"]["interpolation"].startswith("area when shrinking, bilinear when enlarging")
 
 
 def test_evaluate_finds_the_default_models_val_split_wherever_the_crops_lie():

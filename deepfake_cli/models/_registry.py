@@ -13,6 +13,7 @@ from typing import Any, Callable
 import torch.nn as nn
 
 from deepfake_cli.errors import UnknownModelError
+from deepfake_cli.faces import RESIZE_INTERPOLATION
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -43,7 +44,7 @@ class ModelSpec:
             "input_size": int(input_size or self.input_size),
             "mean": list(self.mean),
             "std": list(self.std),
-            "interpolation": "bilinear",
+            "interpolation": RESIZE_INTERPOLATION,
         }
 
     def to_dict(self) -> dict[str, Any]:

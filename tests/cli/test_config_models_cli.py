@@ -32,3 +32,12 @@ def test_models_list_json():
     by_name = {a["name"]: a for a in data["architectures"]}
     assert by_name["cnn"]["params"] == 8_494_658 and by_name["sepcnn"]["input_size"] == 128
     assert by_name["resnet18"]["gradcam_layer"] == "layer4.1"
+
+
+def test_models_info_names_a_run_checkpoint_as_every_other_command_does(tmp_path):
+    from conftest import make_checkpoint
+
+    path = make_checkpoint(tmp_path / "exp7" / "best.pt")
+    result = runner.invoke(app, ["models", "info", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["name"] == "exp7/best"

@@ -56,6 +56,13 @@ def test_evaluate_reports_on_the_models_own_val_split(trained, tmp_path):
     for name in ("report.json", "report.md", "confusion.csv", "confusion.png", "roc.png", "predictions.csv", "config.json"):
         assert (out / name).is_file(), name
     assert "AUC" in result.stderr
+    assert "are not used" not in result.stderr
+    # Another carve-out asked for: the training run's is kept (its val holds no training crop), and said so.
+    again = runner.invoke(app, ["evaluate", "-m", trained["best"], "--data", str(FFPP_FACES), "--limit-per-class", "10",
+                                "--out", str(tmp_path / "again"), "--threads", "1", "--json", "--val-fraction", "0.3"])
+    assert again.exit_code == 0, again.stderr
+    assert "its own carve-out (val fraction 0.15, seed 0) is kept" in again.stderr and "val fraction 0.3" in again.stderr
+    assert json.loads(again.stdout)["frame"]["n"] == 20
 
 
 def test_evaluate_threshold_from_val_updates_the_checkpoint(trained, tmp_path):
