@@ -10,6 +10,7 @@ suspicious face, and the top-left corner shows the running video score.
 from __future__ import annotations
 
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -151,7 +152,8 @@ class AnnotatedVideoWriter:
         self.path = Path(path)
         self.fourcc = fourcc_for(self.path)
         self.fps = float(fps)
-        self.partial = self.path.with_name(f"{self.path.stem}.partial{self.path.suffix}")
+        # A name of this writer's own: two scans annotating into one folder never share it.
+        self.partial = self.path.with_name(f"{self.path.stem}.partial-{os.getpid()}-{secrets.token_hex(4)}{self.path.suffix}")
         self.size: tuple[int, int] | None = None
         self._writer: cv2.VideoWriter | None = None
         self.frames = 0

@@ -63,10 +63,18 @@ def load_image(source: str | os.PathLike[str] | bytes, max_pixels: int = DEFAULT
             raise InputFileError(f"{name}: no such file")
         if path.is_dir():
             raise InputFileError(f"{name}: is a directory")
-        if path.stat().st_size == 0:
+        regular = path.is_file()
+        if regular and path.stat().st_size == 0:
             raise InputFileError(f"{name}: empty file (0 bytes)")
         try:
             fh = open(path, "rb")
+            if not regular:
+                # A pipe (/dev/stdin, <(...)): its size is unknown and it cannot seek; read it whole.
+                with fh:
+                    data = fh.read()
+                if not data:
+                    raise InputFileError(f"{name}: empty (nothing was piped in)")
+                fh = io.BytesIO(data)
         except OSError as exc:
             raise InputFileError(f"{name}: cannot open ({exc.strerror or exc})") from exc
     try:

@@ -11,6 +11,8 @@ import csv
 import io
 import json
 import math
+import os
+import secrets
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence, TextIO
@@ -45,14 +47,38 @@ def choose_format(
     return "table" if stream.isatty() else "jsonl"
 
 
+class ReplacingTextFile(io.TextIOWrapper):
+    """Text written to a file of its own beside ``target``, which replaces ``target`` on close.
+
+    Two runs writing the same ``--out`` never interleave their lines: the one
+    that finishes last wins, whole. Created like any file (mode from the umask).
+    """
+
+    def __init__(self, target: Path):
+        self.target = target
+        self.temp = target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}.partial")
+        super().__init__(io.FileIO(self.temp, "x"), encoding="utf-8", newline="")
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        super().close()
+        try:
+            os.replace(self.temp, self.target)
+        except OSError:
+            self.temp.unlink(missing_ok=True)
+            raise
+
+
 def open_output_file(path: str | Path) -> TextIO:
-    """``path`` opened for writing text (its missing folders made), or :class:`OutputError` saying why not."""
+    """``path`` opened for writing text (its missing folders made; the file itself appears on
+    close, see :class:`ReplacingTextFile`), or :class:`OutputError` saying why not."""
     p = Path(path)
     if p.is_dir():
         raise OutputError(f"{path}: is a folder; give a file name")
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
-        return open(p, "w", encoding="utf-8", newline="")
+        return ReplacingTextFile(p)
     except OSError as exc:
         raise OutputError(f"{path}: cannot write: {exc.strerror or exc}") from None
 

@@ -62,3 +62,24 @@ def test_missing_and_directory(tmp_path):
         load_image(tmp_path / "nope.jpg")
     with pytest.raises(InputFileError, match="directory"):
         load_image(tmp_path)
+
+
+def test_a_pipe_is_read_whole(tmp_path):
+    """``cat x.jpg | dfdetect predict /dev/stdin`` or ``<(...)``: a FIFO has no size and cannot seek."""
+    import os
+    import threading
+
+    buf = io.BytesIO()
+    Image.fromarray(np.full((30, 40, 3), 90, np.uint8)).save(buf, "PNG")
+    fifo = tmp_path / "pipe"
+    for payload, expect in ((buf.getvalue(), (30, 40, 3)), (b"", None)):
+        os.mkfifo(fifo)
+        writer = threading.Thread(target=lambda: fifo.write_bytes(payload))
+        writer.start()
+        if expect is None:
+            with pytest.raises(InputFileError, match="nothing was piped in"):
+                load_image(fifo)
+        else:
+            assert load_image(fifo).shape == expect
+        writer.join()
+        fifo.unlink()

@@ -95,3 +95,24 @@ def test_output_paths(tmp_path):
         ensure_output_dir(tmp_path / "file.txt")
     with pytest.raises(OutputError, match="cannot make this folder"):
         ensure_output_dir(tmp_path / "file.txt" / "sub")
+
+
+def test_two_writers_of_one_output_file_never_interleave(tmp_path):
+    """Two runs with the same --out (overlapping cron jobs): the last to finish wins, whole."""
+    import os
+
+    target = tmp_path / "same.csv"
+    target.write_text("old\n")
+    first, second = open_output_file(target), open_output_file(target)
+    first.write("a,1\n" * 1000)
+    second.write("b,2\n")
+    first.write("a,1\n")
+    assert target.read_text() == "old\n"  # nothing replaced while they write
+    second.close()
+    assert target.read_text() == "b,2\n"
+    first.close()
+    assert target.read_text() == "a,1\n" * 1001
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["same.csv"]  # no partial left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask

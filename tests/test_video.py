@@ -111,7 +111,7 @@ def test_multiface_clip_annotated_and_tracked(sepcnn_ckpt, tmp_path):
     out = tmp_path / "annotated.mp4"
     result = scan_video(MULTIFACE_VIDEO, pipeline, cfg.video, annotate_path=out)
     s = result.summary
-    assert s["annotated"] == str(out) and not (tmp_path / "annotated.partial.mp4").exists()
+    assert s["annotated"] == str(out) and not list(tmp_path.glob("*.partial*"))
     # Several people, each followed across frames.
     track_ids = {r["track_id"] for r in result.rows if r["status"] == "face"}
     assert len(track_ids) >= 3
@@ -206,7 +206,7 @@ def test_unreadable_videos_raise_input_file_error(sepcnn_ckpt, tmp_path):
         with pytest.raises(InputFileError, match=message):
             scan_video(tmp_path / name, pipeline, cfg.video, annotate_path=annotated)
         # No half-written annotated video is left behind.
-        assert not annotated.exists() and not list(tmp_path.glob("*.partial.*"))
+        assert not annotated.exists() and not list(tmp_path.glob("*.partial*"))
     # Nothing to sample: --start after the end of the clip.
     late, cfg_late = make_pipeline(sepcnn_ckpt, **{"video.start": 60.0})
     with pytest.raises(InputFileError, match="no frame to sample"):
@@ -290,3 +290,20 @@ def test_a_face_coming_into_view_between_whole_frame_searches_is_found_at_once(s
         assert len(faces[2.0][f]) == len(boxes), (f, faces[2.0][f], boxes)
         for box in boxes:
             assert max(box_iou(box, other) for other in faces[2.0][f]) >= 0.9
+
+
+def test_two_annotated_writers_of_one_path_do_not_share_their_partial_file(tmp_path):
+    """Two scans annotating into one folder (overlapping cron jobs): each writes its own
+    partial file; the last to finish wins, whole."""
+    from deepfake_cli.annotate import AnnotatedVideoWriter
+
+    target = tmp_path / "clip.annotated.mp4"
+    first, second = AnnotatedVideoWriter(target, 10.0, (64, 48)), AnnotatedVideoWriter(target, 10.0, (64, 48))
+    assert first.partial != second.partial
+    for _ in range(3):
+        first.write(np.full((48, 64, 3), 40, np.uint8))
+    for _ in range(5):
+        second.write(np.full((48, 64, 3), 200, np.uint8))
+    second.close()
+    first.close()
+    assert video_info(target).frame_count == 3 and [p.name for p in tmp_path.iterdir()] == [target.name]
