@@ -177,15 +177,34 @@ class RecordWriter:
         # and the first (the file) and the error message fold to share the width left.
         shown = [c for c in self.columns if any(_clean(row.get(c)) is not None for row in self._rows)]
         shown = shown or list(self.columns)
+        console = Console(file=self.stream)
+        # On a narrow terminal the file name must stay readable: detail columns go first
+        # (the machine formats keep everything).
+        cells = [[_table_value(row.get(c)) for c in shown] for row in self._rows]
+        for detail in TABLE_DETAIL_COLUMNS:
+            folding = [i for i, c in enumerate(shown) if i == 0 or c == "error"]
+            fixed = sum(max(len(c), *(len(r[i]) for r in cells)) + 3 for i, c in enumerate(shown) if i not in folding)
+            if detail not in shown or console.width - fixed - 4 >= TABLE_MIN_FOLDED_WIDTH * len(folding):
+                break
+            i = shown.index(detail)
+            shown.pop(i)
+            for r in cells:
+                r.pop(i)
         table = Table(title=self.title, show_lines=False)
         for i, col in enumerate(shown):
             if i == 0 or col == "error":
                 table.add_column(col, overflow="fold", ratio=1)
             else:
                 table.add_column(col, no_wrap=True)
-        for row in self._rows:
-            table.add_row(*(_table_value(row.get(c)) for c in shown))
-        Console(file=self.stream).print(table)
+        for r in cells:
+            table.add_row(*r)
+        console.print(table)
+
+
+# Columns a terminal table leaves out, in this order, while the folding ones (the file,
+# the error) would get fewer than TABLE_MIN_FOLDED_WIDTH characters each.
+TABLE_DETAIL_COLUMNS = ("box", "det_prob", "x1", "y1", "x2", "y2", "faces", "timestamp")
+TABLE_MIN_FOLDED_WIDTH = 24
 
 
 def _csv_value(value: Any) -> Any:

@@ -81,6 +81,28 @@ def test_table_fits_a_terminal_without_splitting_short_columns():
     assert sum("witness" in line or "frame_0001" in line for line in lines) >= 1
 
 
+def test_a_narrow_terminal_leaves_detail_columns_out_before_the_file_name_gets_unreadable(monkeypatch):
+    from deepfake_cli.predict import IMAGE_COLUMNS
+
+    record = {"path": "/work/newsroom/incoming/2026-11-22/paul_rudd.jpg", "status": "ok", "verdict": "real",
+              "p_fake": 0.0485, "faces": 1, "box": [120.3, 88.1, 400.2, 500.9], "det_prob": 0.99998,
+              "error": "x.jpg: not a recognised image format"}
+
+    def table(width: int) -> str:
+        monkeypatch.setenv("COLUMNS", str(width))
+        stream = io.StringIO()
+        with RecordWriter("table", IMAGE_COLUMNS, stream) as writer:
+            writer.write(record)
+        return stream.getvalue()
+
+    narrow = table(80)
+    header = next(line for line in narrow.splitlines() if "status" in line)
+    assert "box" not in header and "det_prob" not in header and "p_fake" in header
+    assert "/work/newsroom/" in narrow  # the file name in readable pieces (not 3 letters a line)
+    wide = table(200)
+    assert "box" in wide and "det_prob" in wide and record["path"] in wide
+
+
 def test_output_paths(tmp_path):
     with open_output_file(tmp_path / "new" / "deeper" / "rows.csv") as fh:
         fh.write("x\n")
