@@ -19,6 +19,7 @@ videos given to ``dfdetect predict`` and the API's video endpoint.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import queue
 import threading
@@ -39,7 +40,7 @@ from deepfake_cli.aggregate import AGGREGATIONS, aggregate, aggregate_all
 from deepfake_cli.annotate import AnnotatedVideoWriter, DrawnFace, ScoreStrip, draw_faces
 from deepfake_cli.classifier import FaceClassifier
 from deepfake_cli.config import Config, VideoConfig
-from deepfake_cli.errors import InputFileError, ScanCancelled
+from deepfake_cli.errors import InputFileError, ScanCancelled, UsageError
 from deepfake_cli.faces import Face, near_window
 from deepfake_cli.frames import iter_frames, sample_indices, video_info
 from deepfake_cli.images import is_image_path, is_video_path
@@ -141,6 +142,19 @@ def sampling_options(video_cfg: VideoConfig) -> dict[str, Any]:
     every = None if (video_cfg.fps is not None or video_cfg.frames is not None) else video_cfg.every
     return {"every": every, "frames": video_cfg.frames, "fps": video_cfg.fps,
             "start": video_cfg.start, "end": video_cfg.end}
+
+
+def with_sampling(video_cfg: VideoConfig, every: int | None = None, fps: float | None = None,
+                  frames: int | None = None) -> VideoConfig:
+    """``video_cfg`` with the one way of sampling given here (a command-line option, a
+    request's query) replacing the configured one, whichever that was; unchanged when none
+    is given. Raises :class:`UsageError` when more than one is given."""
+    given = {k: v for k, v in (("every", every), ("fps", fps), ("frames", frames)) if v is not None}
+    if len(given) > 1:
+        raise UsageError(f"choose one way to sample frames, not {' and '.join(given)}")
+    if not given:
+        return video_cfg
+    return dataclasses.replace(video_cfg, **{"fps": None, "frames": None, **given})
 
 
 def video_pipeline(classifier: FaceClassifier, cfg: Config) -> FacePipeline:

@@ -584,3 +584,16 @@ def test_a_file_part_without_a_filename_says_what_to_send(client):
     r = client.post("/predict", data={"file": "hello"}, files={"other": ("x.png", NO_FACE_PNG, "image/png")})
     assert_error(r, 422, "send the file as a multipart part named 'file' with a filename")
     assert "UploadFile" not in r.text and "class" not in r.text
+
+
+def test_a_requests_sampling_replaces_the_servers_configured_one(tmp_path, sepcnn_ckpt):
+    need_shared(ORIGINAL_004)
+    cfg = Config()
+    cfg.video.frames = 3
+    cfg.serve.upload_dir = str(tmp_path)
+    with _client(create_app(sepcnn_ckpt, cfg)) as c:
+        data = ORIGINAL_004.read_bytes()
+        assert c.post("/predict/video", files=video_upload(data)).json()["sampling"] == {"frames": 3}
+        r = c.post("/predict/video", params={"every": 150}, files=video_upload(data))
+        assert r.status_code == 200 and r.json()["sampling"] == {"every": 150}, r.text
+        assert c.post("/predict/video", params={"fps": 0.5}, files=video_upload(data)).json()["sampling"] == {"fps": 0.5}

@@ -89,6 +89,8 @@ def video(
         given = [name for name, value in (("--every", every), ("--fps", fps), ("--frames", frames)) if value is not None]
         if len(given) > 1:
             raise UsageError(f"choose one way to sample frames, not {' and '.join(given)}")
+        from deepfake_cli.config import validate
+        from deepfake_cli.video import with_sampling
         rows_to_stdout = out is not None and str(out) == "-"
         if rows_to_stdout and (json_ or jsonl):
             raise UsageError("--out - writes the per-frame rows to stdout; write them to a file to use --json/--jsonl")
@@ -100,9 +102,6 @@ def video(
                 "predict.threshold": threshold,
                 "predict.batch_size": batch_size,
                 "model.name": model,
-                "video.every": every,
-                "video.fps": fps,
-                "video.frames": frames,
                 "video.start": start,
                 "video.end": end,
                 "video.aggregate": aggregate,
@@ -111,6 +110,9 @@ def video(
                 **face_overrides(no_detect, margin, min_face_prob, min_face_size, largest_face),
             },
         )
+        # The way of sampling given here replaces the configured one (file, environment).
+        cfg.video = with_sampling(cfg.video, every, fps, frames)
+        validate(cfg)
         code = run_video(cfg, sources, out, annotate, json_, jsonl, fail_on_fake)
     raise typer.Exit(code)
 

@@ -165,10 +165,9 @@ class DetectorService:
         """
         start = time.perf_counter()
         given = {k: v for k, v in (sampling or {}).items() if v is not None}
-        ways = [k for k in ("every", "fps", "frames") if k in given]
-        if len(ways) > 1:  # as the CLI: one way to sample, never one silently dropped
-            raise UsageError(f"choose one way to sample frames, not {' and '.join(ways)}")
-        video_cfg = dataclasses.replace(self.cfg.video, **given)
+        # As the CLI: one way to sample, replacing the configured one, never one silently dropped.
+        ways = {k: given.pop(k) for k in ("every", "fps", "frames") if k in given}
+        video_cfg = dataclasses.replace(video.with_sampling(self.cfg.video, **ways), **given)
         validate(dataclasses.replace(self.cfg, video=video_cfg))  # ranges, finite times: 422, never a 500
         def stop() -> bool:
             return self.stopping.is_set() or (should_stop is not None and should_stop())

@@ -163,3 +163,20 @@ def test_a_photo_named_as_a_video_source_is_an_error_row(sepcnn_ckpt):
     first, second = json.loads(result.stdout)
     assert first["status"] == "error" and "an image, not a video" in first["error"] and "dfdetect predict" in first["error"]
     assert second["status"] == "ok"
+
+
+def test_a_sampling_option_replaces_the_configured_way_of_sampling(sepcnn_ckpt, tmp_path):
+    """Precedence: defaults < --config < environment < options, also across --every/--fps/--frames."""
+    need_shared(ORIGINAL_004)
+    cfg = tmp_path / "frames.toml"
+    cfg.write_text("[video]\nframes = 3\n")
+    for args, env, expected in (
+        (["--every", "150"], {"DFDETECT_VIDEO_FPS": "1"}, {"every": 150}),
+        (["--fps", "0.25"], {}, {"fps": 0.25}),
+        (["--frames", "2"], {"DFDETECT_VIDEO_FPS": "1"}, {"frames": 2}),
+        ([], {}, {"frames": 3}),
+    ):
+        result = runner.invoke(app, ["video", str(ORIGINAL_004), "-m", str(sepcnn_ckpt), "-c", str(cfg), "--json", *args],
+                               env=env)
+        assert result.exit_code in (0, 3), result.output
+        assert json.loads(result.stdout)[0]["sampling"] == expected, (args, env)
