@@ -174,25 +174,35 @@ class RecordWriter:
 
         # The table is for people on a terminal: columns empty in every row (no method for
         # a binary model, no error) are left out; short columns never wrap ("ver/dic/t"),
-        # and the first (the file) and the error message fold to share the width left.
+        # while the first (the file), the error message and other long text (output paths)
+        # fold to share the width left. On a narrow terminal detail columns go first, so
+        # that those stay readable (the machine formats keep everything).
         shown = [c for c in self.columns if any(_clean(row.get(c)) is not None for row in self._rows)]
         shown = shown or list(self.columns)
         console = Console(file=self.stream)
-        # On a narrow terminal the file name must stay readable: detail columns go first
-        # (the machine formats keep everything).
         cells = [[_table_value(row.get(c)) for c in shown] for row in self._rows]
+
+        def folding(i: int, column: str) -> bool:
+            longest = max((len(r[i]) for r in cells), default=0)
+            return i == 0 or column == "error" or longest > TABLE_MIN_FOLDED_WIDTH
+
+        def width(i: int, column: str) -> int:
+            return max(len(column), *(len(r[i]) for r in cells))
+
         for detail in TABLE_DETAIL_COLUMNS:
-            folding = [i for i, c in enumerate(shown) if i == 0 or c == "error"]
-            fixed = sum(max(len(c), *(len(r[i]) for r in cells)) + 3 for i, c in enumerate(shown) if i not in folding)
-            if detail not in shown or console.width - fixed - 4 >= TABLE_MIN_FOLDED_WIDTH * len(folding):
+            folded = [i for i, c in enumerate(shown) if folding(i, c)]
+            fixed = sum(width(i, c) + 3 for i, c in enumerate(shown) if i not in folded)
+            wanted = sum(min(TABLE_MIN_FOLDED_WIDTH, width(i, shown[i])) + 3 for i in folded)
+            if console.width - fixed - 1 >= wanted:
                 break
-            i = shown.index(detail)
-            shown.pop(i)
-            for r in cells:
-                r.pop(i)
+            if detail in shown[1:]:
+                i = shown.index(detail)
+                shown.pop(i)
+                for r in cells:
+                    r.pop(i)
         table = Table(title=self.title, show_lines=False)
         for i, col in enumerate(shown):
-            if i == 0 or col == "error":
+            if folding(i, col):
                 table.add_column(col, overflow="fold", ratio=1)
             else:
                 table.add_column(col, no_wrap=True)
@@ -203,7 +213,10 @@ class RecordWriter:
 
 # Columns a terminal table leaves out, in this order, while the folding ones (the file,
 # the error) would get fewer than TABLE_MIN_FOLDED_WIDTH characters each.
-TABLE_DETAIL_COLUMNS = ("box", "det_prob", "x1", "y1", "x2", "y2", "faces", "timestamp")
+TABLE_DETAIL_COLUMNS = (
+    "box", "det_prob", "x1", "y1", "x2", "y2", "seconds", "frames_with_face", "frames_sampled", "aggregate",
+    "target_prob", "mode", "blank", "heatmap", "sheet", "tracks", "faces", "timestamp", "method",
+)
 TABLE_MIN_FOLDED_WIDTH = 24
 
 

@@ -101,6 +101,20 @@ def test_a_narrow_terminal_leaves_detail_columns_out_before_the_file_name_gets_u
     assert "/work/newsroom/" in narrow  # the file name in readable pieces (not 3 letters a line)
     wide = table(200)
     assert "box" in wide and "det_prob" in wide and record["path"] in wide
+    # Long output paths (gradcam's heatmap/overlay/sheet files) fold too, instead of taking
+    # every character from the input's name, even on a wide terminal.
+    from deepfake_cli.gradcam import GRADCAM_COLUMNS
+
+    monkeypatch.setenv("COLUMNS", "120")
+    stream = io.StringIO()
+    out = "/home/analyst/cases/2026-11-22/gradcam_output/paul_rudd_face0_predicted"
+    with RecordWriter("table", GRADCAM_COLUMNS, stream) as writer:
+        writer.write({"path": "shots/paul_rudd.jpg", "status": "ok", "face": 0, "mode": "overlay", "target": "real",
+                      "target_prob": 0.95, "p_fake": 0.05, "label": "real", "heatmap": out + ".npy",
+                      "overlay": out + ".png", "sheet": out + "_sheet.png", "box": [1.0, 2.0, 3.0, 4.0],
+                      "det_prob": 0.99, "blank": False})
+    text = stream.getvalue()
+    assert "shots/paul_rudd.jpg" in text and "/home/analyst/cases/" in text and "p_fake" in text
 
 
 def test_output_paths(tmp_path):

@@ -101,7 +101,14 @@ def _run_until_stopped(app, service, options: dict) -> None:
 
 
 def run_server(cfg) -> None:
-    import uvicorn
+    from deepfake_cli.errors import OptionalDependencyError
+
+    try:
+        import fastapi  # noqa: F401
+        import multipart  # noqa: F401  (python-multipart: FastAPI's form uploads)
+        import uvicorn
+    except ImportError as exc:
+        raise OptionalDependencyError(f"dfdetect serve needs {exc.name}: pip install 'dfdetect[serve]'") from None
 
     from deepfake_cli.checkpoint import load_checkpoint
     from deepfake_cli.model_store import resolve_model

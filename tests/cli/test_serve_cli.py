@@ -110,3 +110,12 @@ def test_busy_port_is_a_one_line_error_with_exit_1(sepcnn_ckpt):
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr and "in use" in result.stderr
     result = runner.invoke(app, ["serve", "-m", str(sepcnn_ckpt), "--host", "no-such-host.invalid"])
     assert result.exit_code == 1 and "cannot listen on no-such-host.invalid" in result.stderr
+
+
+def test_without_the_serve_extra_it_says_what_to_install(sepcnn_ckpt, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if 'pip install .' without [serve]
+    result = runner.invoke(app, ["serve", "-m", str(sepcnn_ckpt)])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert "dfdetect serve needs uvicorn: pip install 'dfdetect[serve]'" in result.stderr
