@@ -242,6 +242,10 @@ class Trainer:
             run_dir = None
             if ctx.is_main:
                 run_dir = next_run_dir(tc.out_dir, tc.name or "exp")
+                if tc.name and run_dir.name != tc.name:
+                    self.reporter.message(
+                        f"[yellow]note:[/] {Path(tc.out_dir) / tc.name} exists (another run): this run writes to {run_dir}"
+                    )
             run_dir = broadcast_object(run_dir, ctx)
         self.run_dir = Path(run_dir)
         self.best_path = self.run_dir / "best.pt"

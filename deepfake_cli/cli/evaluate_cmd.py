@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Optional
 
@@ -76,11 +77,17 @@ def evaluate(
         torch_device = prepare_runtime(cfg)
         checkpoint = resolve_model(cfg.model.name)
         out_dir = out if out is not None else next_run_dir("runs/evaluate", "exp")
-        report = run_evaluation(
-            checkpoint, cfg, cfg.data.root, out_dir, device=torch_device, split=split, threshold=threshold,
-            threshold_from=threshold_from, threshold_method=threshold_method,
-            task_hook=progress_task, message=lambda text: stderr.print(f"[dim]{text}[/]", soft_wrap=True),
-        )  # fmt: skip
+        try:
+            report = run_evaluation(
+                checkpoint, cfg, cfg.data.root, out_dir, device=torch_device, split=split, threshold=threshold,
+                threshold_from=threshold_from, threshold_method=threshold_method,
+                task_hook=progress_task, message=lambda text: stderr.print(f"[dim]{text}[/]", soft_wrap=True),
+            )  # fmt: skip
+        except BaseException:
+            if out is None:  # a numbered folder this run made and left empty: not the next report's number
+                with contextlib.suppress(OSError):
+                    Path(out_dir).rmdir()
+            raise
         stderr.print(summary_line(report), soft_wrap=True)
         stderr.print(f"report: {escape(str(Path(out_dir) / 'report.md'))}")
     if json_:

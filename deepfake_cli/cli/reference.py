@@ -120,8 +120,15 @@ REFERENCES = {"cli.md": cli_reference_markdown, "config.md": config_reference_ma
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    out_dir = Path(argv[0]) if argv else Path(__file__).resolve().parents[2] / "docs"
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m deepfake_cli.cli.reference",
+        description="Write docs/cli.md and docs/config.md, generated from the Typer app and the config.",
+    )
+    parser.add_argument("out_dir", nargs="?", type=Path, default=Path(__file__).resolve().parents[2] / "docs",
+                        help="folder to write them to (default: the repository's docs/)")
+    out_dir = parser.parse_args(sys.argv[1:] if argv is None else argv).out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, render in REFERENCES.items():
         (out_dir / name).write_text(render(), encoding="utf-8")

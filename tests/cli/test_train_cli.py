@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -43,6 +44,19 @@ def test_train_writes_a_run_and_prints_its_summary(trained):
     assert config["train"]["scheduler"] == "cosine" and config["face"]["margin"] == 0.0
     # 24 crops a class leave a handful for validation: the threshold chosen there is said to be noisy.
     assert "real and" in trained["stderr"] and "a noisy choice below 20 of each" in trained["stderr"]
+    assert "exists (another run)" not in trained["stderr"]
+
+
+def test_a_taken_run_name_is_said_before_the_run_writes_elsewhere(trained):
+    project = Path(trained["run_dir"]).parent
+    result = runner.invoke(app, [
+        "train", "--data", str(FFPP_FACES), "--arch", "cnn_small", "--input-size", "32", "--epochs", "1",
+        "--limit-per-class", "8", "-b", "8", "--workers", "0", "--threads", "1", "--project", str(project),
+        "--name", "tiny", "--json",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["run_dir"] == str(project / "tiny2")
+    assert f"{project / 'tiny'} exists (another run): this run writes to {project / 'tiny2'}" in " ".join(result.stderr.split())
 
 
 def test_evaluate_reports_on_the_models_own_val_split(trained, tmp_path):
@@ -100,6 +114,14 @@ def test_errors_are_one_line_with_exit_codes(args, code, message):
     result = runner.invoke(app, args)
     assert result.exit_code == code, result.stderr
     assert message in result.stderr
+
+
+def test_a_failed_evaluate_leaves_no_empty_numbered_report_folder(sepcnn_ckpt, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "crops" / "real").mkdir(parents=True)  # a folder without a single crop
+    result = runner.invoke(app, ["evaluate", "-m", str(sepcnn_ckpt), "--data", str(tmp_path / "crops")])
+    assert result.exit_code == 1, result.stderr
+    assert not (tmp_path / "runs" / "evaluate").exists() or not list((tmp_path / "runs" / "evaluate").iterdir())
 
 
 def test_resume_with_changed_options_is_a_usage_error(trained):
