@@ -149,9 +149,10 @@ class VideoConfig:
     detect_workers: int | None = None
     # Seconds between whole-frame face searches; the sampled frames in between are
     # searched around the faces of the frame before (same boxes, ~5x cheaper) and where
-    # the frame changed (new faces), and whole again when a face is not found there.
-    # 0: every sampled frame whole.
-    redetect_every: float = 2.0
+    # the frame changed (faces coming into view), and whole again when a face is not
+    # found there. The periodic whole search is a backstop for faces that appear without
+    # changing the frame much. 0: every sampled frame whole.
+    redetect_every: float = 4.0
     # Size of that search window, in face sizes (the longer side of the box).
     track_reach: float = 2.0
     track_iou: float = 0.3

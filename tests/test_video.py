@@ -48,7 +48,7 @@ def test_rows_follow_the_sampling_and_summary_holds_a_verdict(pipeline_004):
         assert r["method"] is None  # binary model
     s = result.summary
     assert s["status"] == "ok" and s["verdict"] in ("real", "fake")
-    # Samples 3.3 s apart, more than video.redetect_every: each frame searched whole.
+    # Samples 4 s apart (every 100th frame at 25 fps), video.redetect_every: each frame searched whole.
     assert s["frames"] == {"total": 309, "decoded": 4, "sampled": 4, "with_face": 4, "searched_whole": 4, "searched_near": 0,
                            "searched_changed": 0}
     assert set(s["p_fake_by_aggregate"]) == {"mean", "max", "confident"}

@@ -60,7 +60,7 @@ def video(
         None, "--detect-max-side", help="Search faces as if frames were shrunk to this longer side: caps the cost, boxes stay full-frame MTCNN's (default 960)."
     ),
     redetect: Optional[float] = typer.Option(
-        None, "--redetect", help="Seconds between whole-frame face searches; frames in between are searched around tracked faces (default 2; 0: every sampled frame whole)."
+        None, "--redetect", help="Seconds between whole-frame face searches; frames in between are searched around tracked faces and where the frame changed (default 4; 0: every sampled frame whole)."
     ),
     no_detect: bool = NoDetectOption,
     margin: Optional[float] = MarginOption,
