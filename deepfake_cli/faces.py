@@ -366,9 +366,9 @@ class FaceDetector:
             x1, y1, x2, y2 = (float(v) * scale for v in window)
             with torch.inference_mode():
                 found, points = detect_faces(self._mtcnn, batch, min_face, window=(x1, y1, x2, y2))
-            cx, cy = NEAR_EDGE_SHARE * (x2 - x1), NEAR_EDGE_SHARE * (y2 - y1)
+            clear_x, clear_y = NEAR_EDGE_SHARE * (x2 - x1), NEAR_EDGE_SHARE * (y2 - y1)
             inside = [i for i, b in enumerate(found[0])
-                      if b[0] >= x1 + cx and b[1] >= y1 + cy and b[2] <= x2 - cx and b[3] <= y2 - cy]
+                      if b[0] >= x1 + clear_x and b[1] >= y1 + clear_y and b[2] <= x2 - clear_x and b[3] <= y2 - clear_y]
             faces += self._filter(found[0][inside, :4] / scale, found[0][inside, 4], points[0][inside] / scale,
                                   select_largest=False)
         return faces

@@ -39,10 +39,6 @@ class ChangedRegions:
     min_size: float
     _previous: np.ndarray | None = field(default=None, repr=False)
 
-    def reset(self) -> None:
-        """Forget the frame before (the next frame is compared with nothing)."""
-        self._previous = None
-
     def update(self, frame_bgr: np.ndarray, exclude: Sequence[Box] = ()) -> list[tuple[float, float, float, float]]:
         """Boxes ``(x1, y1, x2, y2)`` around the regions of ``frame_bgr`` that changed since the
         frame before, leaving out changes inside ``exclude`` boxes (frame pixels); none for

@@ -77,6 +77,9 @@ def open_output_file(path: str | Path) -> TextIO:
     if p.is_dir():
         raise OutputError(f"{path}: is a folder; give a file name")
     try:
+        if p.exists() and not p.is_file():
+            # /dev/null, /dev/stdout, a named pipe: written to as they are, never replaced.
+            return open(p, "w", encoding="utf-8", newline="")
         p.parent.mkdir(parents=True, exist_ok=True)
         return ReplacingTextFile(p)
     except OSError as exc:

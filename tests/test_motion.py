@@ -60,13 +60,11 @@ def test_changes_reaching_a_tracked_face_window_are_left_to_the_search_around_it
     assert changes.update(with_block(frame(), (800, 100, 900, 250)), exclude=[window]) == []
 
 
-def test_a_new_frame_size_or_reset_starts_over():
+def test_a_new_frame_size_starts_over():
     changes = ChangedRegions(min_size=50)
     changes.update(frame())
     assert changes.update(np.zeros((360, 640, 3), np.uint8)) == []
     assert changes.update(np.full((360, 640, 3), 255, np.uint8)) == [(0.0, 0.0, 640.0, 360.0)]
-    changes.reset()
-    assert changes.update(np.zeros((360, 640, 3), np.uint8)) == []
     # Frames smaller than a cell still work (one cell).
     tiny = ChangedRegions(min_size=4)
     tiny.update(np.zeros((10, 12, 3), np.uint8))

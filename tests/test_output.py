@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -152,3 +153,7 @@ def test_two_writers_of_one_output_file_never_interleave(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert target.stat().st_mode & 0o777 == 0o666 & ~umask
+    # Devices and pipes are written to as they are (scripts send rows to /dev/null).
+    with open_output_file("/dev/null") as fh:
+        fh.write("dropped\n")
+    assert Path("/dev/null").exists() and not Path("/dev/null").is_file()
