@@ -100,15 +100,25 @@ def _run_until_stopped(app, service, options: dict) -> None:
         pass
 
 
+def _importable(module: str) -> bool:
+    import sys
+    from importlib.util import find_spec
+
+    if module in sys.modules:
+        return sys.modules[module] is not None  # None: blocked on purpose (tests)
+    return find_spec(module) is not None
+
+
 def run_server(cfg) -> None:
     from deepfake_cli.errors import OptionalDependencyError
 
-    try:
-        import fastapi  # noqa: F401
-        import multipart  # noqa: F401  (python-multipart: FastAPI's form uploads)
-        import uvicorn
-    except ImportError as exc:
-        raise OptionalDependencyError(f"dfdetect serve needs {exc.name}: pip install 'dfdetect[serve]'") from None
+    # The [serve] extra's packages and their modules (python-multipart: FastAPI's form uploads,
+    # imported as python_multipart, or multipart before 0.0.13).
+    needed = {"fastapi": ("fastapi",), "uvicorn": ("uvicorn",), "python-multipart": ("python_multipart", "multipart")}
+    for package, modules in needed.items():
+        if not any(_importable(m) for m in modules):
+            raise OptionalDependencyError(f"dfdetect serve needs {package}: pip install 'dfdetect[serve]'")
+    import uvicorn
 
     from deepfake_cli.checkpoint import load_checkpoint
     from deepfake_cli.model_store import resolve_model
