@@ -13,6 +13,7 @@ from deepfake_cli.cli import serve_cmd
 from deepfake_cli.cli import extract_cmd
 from deepfake_cli.cli import gradcam_cmd
 from deepfake_cli.cli import train_cmd, evaluate_cmd
+from deepfake_cli.cli.common import set_quiet
 
 app = typer.Typer(
     name="dfdetect",
@@ -35,8 +36,13 @@ def root(
     version: Optional[bool] = typer.Option(
         None, "--version", "-V", callback=_version, is_eager=True, help="Print the version and exit."
     ),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q",
+        help="Only errors on stderr: no progress, notes or summaries (as runtime.log_level = \"error\"); stdout is unchanged.",
+    ),
 ) -> None:
     """dfdetect: deepfake detection for photos, folders and videos."""
+    set_quiet(quiet)
 
 
 predict_cmd.register(app)

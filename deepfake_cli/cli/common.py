@@ -34,6 +34,13 @@ EXIT_CODES_HELP_NO_VERDICT = (
 # Progress, logs and errors go to stderr; results alone go to stdout.
 # soft_wrap: messages stay one line each in logs and pipes (grep), never cut at 80 columns.
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+# Errors are printed even when stderr is quiet (-q, runtime.log_level = "error").
+errors_out = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def set_quiet(quiet: bool) -> None:
+    """Only errors on stderr: no progress, notes or summaries (stdout is unchanged)."""
+    stderr.quiet = quiet
 
 # A bad --out (a folder given as a file, ...) is an option to change, like a bad value.
 _USAGE_ERRORS = (errors.ConfigError, errors.UsageError, errors.OutputError)
@@ -49,10 +56,10 @@ def handle_errors() -> Iterator[None]:
     try:
         yield
     except errors.DfdetectError as exc:
-        stderr.print(f"[bold red]error:[/] {escape(str(exc))}")
+        errors_out.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(exit_code_for(exc)) from None
     except KeyboardInterrupt:
-        stderr.print("[yellow]interrupted[/]")
+        errors_out.print("[yellow]interrupted[/]")
         raise typer.Exit(130) from None
     except BrokenPipeError:
         # The reader of stdout went away (| head): stop quietly, as command-line tools do.
@@ -61,7 +68,7 @@ def handle_errors() -> Iterator[None]:
     except OSError as exc:
         # Disk full, no permission, a file gone mid-run: one line, not a traceback.
         where = f"{exc.filename}: " if exc.filename else ""
-        stderr.print(f"[bold red]error:[/] {escape(where + (exc.strerror or str(exc)))}")
+        errors_out.print(f"[bold red]error:[/] {escape(where + (exc.strerror or str(exc)))}")
         raise typer.Exit(EXIT_FATAL) from None
 
 
@@ -75,7 +82,10 @@ def build_config(config_file: Optional[Path], overrides: dict[str, Any]):
     """Defaults < --config file < DFDETECT_* environment < these command-line overrides."""
     from deepfake_cli.config import load_config
 
-    return load_config(config_file, overrides)
+    cfg = load_config(config_file, overrides)
+    if cfg.runtime.log_level == "error":
+        set_quiet(True)
+    return cfg
 
 
 def prepare_runtime(cfg) -> "Any":

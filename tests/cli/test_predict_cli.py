@@ -196,3 +196,17 @@ def test_animated_gif_is_scanned_as_a_video_and_a_still_gif_as_an_image(tmp_path
     assert anim["frames"]["total"] == 12 and anim["frames"]["sampled"] == 2 == anim["frames"]["with_face"]  # 0 and 10
     assert "kind" not in still and still["status"] == "ok" and still["faces"] == 1
     assert records["broken.gif"]["status"] == "error"
+
+
+def test_quiet_leaves_only_errors_on_stderr(sepcnn_ckpt, tmp_path):
+    need_shared(PHOTOS)
+    photo = str(PHOTOS / "kate_siegel.jpg")
+    loud = runner.invoke(app, ["predict", photo, "-m", str(sepcnn_ckpt), "--jsonl"])
+    assert loud.exit_code == 0 and "1 inputs" in loud.stderr
+    for args, env in ((["-q"], {}), ([], {"DFDETECT_RUNTIME_LOG_LEVEL": "error"})):
+        quiet = runner.invoke(app, [*args, "predict", photo, "-m", str(sepcnn_ckpt), "--jsonl"], env=env)
+        assert quiet.exit_code == 0 and quiet.stderr == "" and quiet.stdout == loud.stdout
+        fatal = runner.invoke(app, [*args, "predict", str(tmp_path / "empty_dir_glob_*.jpg"), "-m", str(sepcnn_ckpt)], env=env)
+        assert fatal.exit_code == 1 and fatal.stderr.startswith("error: no image or video files found")
+    # The next command without -q talks again (one process, as in these tests).
+    assert "1 inputs" in runner.invoke(app, ["predict", photo, "-m", str(sepcnn_ckpt), "--jsonl"]).stderr
