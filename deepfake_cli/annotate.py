@@ -10,7 +10,6 @@ suspicious face, and the top-left corner shows the running video score.
 from __future__ import annotations
 
 import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -19,6 +18,7 @@ import cv2
 import numpy as np
 
 from deepfake_cli.errors import InputFileError, UsageError
+from deepfake_cli.output import partial_path
 
 # A codec OpenCV's bundled FFmpeg can encode for each container, no GPU or
 # licence needed (H.264 is not in the opencv-python wheels).
@@ -153,7 +153,7 @@ class AnnotatedVideoWriter:
         self.fourcc = fourcc_for(self.path)
         self.fps = float(fps)
         # A name of this writer's own: two scans annotating into one folder never share it.
-        self.partial = self.path.with_name(f"{self.path.stem}.partial-{os.getpid()}-{secrets.token_hex(4)}{self.path.suffix}")
+        self.partial = partial_path(self.path)
         self.size: tuple[int, int] | None = None
         self._writer: cv2.VideoWriter | None = None
         self.frames = 0

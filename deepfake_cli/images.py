@@ -17,6 +17,8 @@ VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm"})
 DEFAULT_MAX_PIXELS = 100_000_000
 
 
+# Bytes read from a pipe or device given as an image path (no size to check beforehand).
+PIPE_MAX_BYTES = 256 * 2**20
 # Animated GIFs are short videos (scanned frame by frame, tracked); a still GIF is an image.
 GIF_EXTENSION = ".gif"
 # What a folder scan of 'predict' picks up.
@@ -69,11 +71,14 @@ def load_image(source: str | os.PathLike[str] | bytes, max_pixels: int = DEFAULT
         try:
             fh = open(path, "rb")
             if not regular:
-                # A pipe (/dev/stdin, <(...)): its size is unknown and it cannot seek; read it whole.
+                # A pipe (/dev/stdin, <(...)): its size is unknown and it cannot seek; read it whole,
+                # up to a bound (a device such as /dev/zero never ends).
                 with fh:
-                    data = fh.read()
+                    data = fh.read(PIPE_MAX_BYTES + 1)
                 if not data:
                     raise InputFileError(f"{name}: empty (nothing was piped in)")
+                if len(data) > PIPE_MAX_BYTES:
+                    raise InputFileError(f"{name}: more than {PIPE_MAX_BYTES // 2**20} MB from a pipe or device: not an image")
                 fh = io.BytesIO(data)
         except OSError as exc:
             raise InputFileError(f"{name}: cannot open ({exc.strerror or exc})") from exc

@@ -47,6 +47,12 @@ def choose_format(
     return "table" if stream.isatty() else "jsonl"
 
 
+def partial_path(target: Path) -> Path:
+    """A name beside ``target`` that no other writer uses (this process, a random tag), keeping
+    its extension (OpenCV picks the container by it): written there, then moved into place."""
+    return target.with_name(f".{target.stem}.partial-{os.getpid()}-{secrets.token_hex(4)}{target.suffix}")
+
+
 class ReplacingTextFile(io.TextIOWrapper):
     """Text written to a file of its own beside ``target``, which replaces ``target`` on close.
 
@@ -56,7 +62,7 @@ class ReplacingTextFile(io.TextIOWrapper):
 
     def __init__(self, target: Path):
         self.target = target
-        self.temp = target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}.partial")
+        self.temp = partial_path(target)
         super().__init__(io.FileIO(self.temp, "x"), encoding="utf-8", newline="")
 
     def close(self) -> None:
@@ -190,7 +196,7 @@ class RecordWriter:
             return i == 0 or column == "error" or longest > TABLE_MIN_FOLDED_WIDTH
 
         def width(i: int, column: str) -> int:
-            return max(len(column), *(len(r[i]) for r in cells))
+            return max([len(column), *(len(r[i]) for r in cells)])
 
         for detail in TABLE_DETAIL_COLUMNS:
             folded = [i for i, c in enumerate(shown) if folding(i, c)]

@@ -83,3 +83,11 @@ def test_a_pipe_is_read_whole(tmp_path):
             assert load_image(fifo).shape == expect
         writer.join()
         fifo.unlink()
+
+
+def test_an_endless_device_is_refused_not_read_forever(monkeypatch):
+    import deepfake_cli.images as images
+
+    monkeypatch.setattr(images, "PIPE_MAX_BYTES", 2**20)
+    with pytest.raises(InputFileError, match="more than 1 MB from a pipe or device"):
+        load_image("/dev/zero")

@@ -118,6 +118,15 @@ def test_a_narrow_terminal_leaves_detail_columns_out_before_the_file_name_gets_u
     assert "shots/paul_rudd.jpg" in text and "/home/analyst/cases/" in text and "p_fake" in text
 
 
+def test_a_table_without_rows_is_its_header(monkeypatch):
+    """An interrupted scan on a terminal (Ctrl-C before the first result) still closes its table."""
+    monkeypatch.setenv("COLUMNS", "80")
+    stream = io.StringIO()
+    with RecordWriter("table", COLUMNS, stream, title="dfdetect predict"):
+        pass
+    assert "path" in stream.getvalue() and "status" in stream.getvalue()
+
+
 def test_output_paths(tmp_path):
     with open_output_file(tmp_path / "new" / "deeper" / "rows.csv") as fh:
         fh.write("x\n")
