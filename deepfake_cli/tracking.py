@@ -1,15 +1,19 @@
 """Linking faces across sampled frames into tracks by box overlap (IoU).
 
-Greedy IoU matching, as in the classic IoU tracker (Bochinski et al., 2017),
-with a constant-velocity guess of where each track's box is now: each new box
-joins the free track whose predicted box overlaps it most (IoU above
-``iou_threshold``). Sampled frames can be far apart (every 10th frame is 0.4 s
-at 25 fps), long enough for a walking person's face to move by more than its
-own width, so boxes left over are then matched by centre distance, relative
-to the face size (at most ``max_distance`` face sizes, similar sizes only).
-A box matching nothing starts a new track; a track not seen for more than
-``max_missed`` sampled frames ends. The verdict is then taken per person
-rather than per frame.
+Greedy IoU matching, as in the classic IoU tracker (Bochinski et al., 2017):
+each new box joins the free track whose box overlaps it most (IoU above
+``iou_threshold``), taking the better of where the track's face was last and
+where a constant-velocity guess puts it now (faces turn back and stop).
+Sampled frames can be far apart (every 10th frame is 0.4 s at 25 fps), long
+enough for a walking person's face to move by more than its own width, so
+boxes left over are then matched by centre distance, relative to the face size,
+plus the size change (at most ``max_distance``; similar sizes only). There the
+tracks seen in the latest sampled frame choose first, then those missed once,
+and so on (the matching cascade of DeepSORT): without it, a face that had just
+moved went to a track of someone else last seen frames ago, nearer by a hair,
+and one track held two people. A box matching nothing starts a new track; a
+track not seen for more than ``max_missed`` sampled frames ends. The verdict
+is then taken per person rather than per frame.
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ class _Track:
 class IouTracker:
     """Assigns a track id to every box of successive sampled frames."""
 
-    def __init__(self, iou_threshold: float = 0.3, max_missed: int = 5, max_distance: float = 1.0,
+    def __init__(self, iou_threshold: float = 0.3, max_missed: int = 5, max_distance: float = 1.5,
                  max_size_ratio: float = 1.6):
         if not 0.0 < iou_threshold <= 1.0:
             raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
@@ -77,10 +81,14 @@ class IouTracker:
         new = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         assigned: dict[int, int] = {}  # box index -> active track index
         if self._active and len(new):
+            last = np.stack([t.box for t in self._active])
             predicted = np.stack([t.predicted() for t in self._active])
-            ious = iou_matrix(predicted, new)
+            ious = np.maximum(iou_matrix(predicted, new), iou_matrix(last, new))
             self._greedy(-ious, -self.iou_threshold, assigned)
-            self._greedy(self._distances(predicted, new), self.max_distance, assigned)
+            distances = np.minimum(self._distances(predicted, new), self._distances(last, new))
+            missed = np.array([t.missed for t in self._active])
+            for level in np.unique(missed):  # the most recently seen tracks first
+                self._greedy(np.where((missed == level)[:, None], distances, np.inf), self.max_distance, assigned)
         ids: list[int] = []
         n_old = len(self._active)
         for bi in range(len(new)):
@@ -120,7 +128,8 @@ class IouTracker:
             taken.add(ti)
 
     def _distances(self, predicted: np.ndarray, new: np.ndarray) -> np.ndarray:
-        """Centre distance in face sizes; infinite for sizes too different to be the same face."""
+        """Centre distance in face sizes plus ln(size ratio); infinite for sizes too
+        different to be the same face."""
         def centre_size(b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             centre = np.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2], axis=1)
             size = np.maximum(np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]), 1e-6)
@@ -130,4 +139,6 @@ class IouTracker:
         nc, ns = centre_size(new)
         dist = np.linalg.norm(pc[:, None, :] - nc[None, :, :], axis=2) / ((ps[:, None] + ns[None, :]) / 2)
         ratio = np.maximum(ps[:, None] / ns[None, :], ns[None, :] / ps[:, None])
-        return np.where(ratio <= self.max_size_ratio, dist, np.inf)
+        # A face keeps its size from one sampled frame to the next better than its place:
+        # two faces about as near tell apart by size.
+        return np.where(ratio <= self.max_size_ratio, dist + np.log(ratio), np.inf)

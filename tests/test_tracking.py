@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections import defaultdict
+
 import numpy as np
 import pytest
 
@@ -65,3 +67,55 @@ def test_distance_match_needs_a_similar_size():
 def test_invalid_threshold():
     with pytest.raises(ValueError):
         IouTracker(iou_threshold=0.0)
+
+
+# The faces of the multi-face clip (../shared/data/videos/facenet_example.mp4, 1080p) at
+# every 10th frame (0-50), as the scan finds them: a woman walks across the picture
+# (about 370 px a sample, so her track breaks), three people stay, a fourth comes in.
+WALKER, BLUE, WOMAN, RED, GLASSES = "walker", "boy in blue", "woman", "red-haired boy", "man in glasses"
+CLIP_EVERY_10 = [
+    [((283, 705, 381, 838), WALKER), ((912, 632, 976, 719), BLUE), ((274, 617, 341, 699), WOMAN),
+     ((673, 559, 737, 635), RED)],
+    [((644, 743, 741, 879), WALKER), ((722, 560, 798, 653), RED), ((933, 641, 997, 729), BLUE),
+     ((290, 664, 342, 732), WOMAN)],
+    [((1010, 778, 1100, 905), WALKER), ((984, 653, 1055, 743), BLUE), ((683, 598, 753, 685), RED),
+     ((286, 681, 338, 753), WOMAN)],
+    [((1398, 761, 1492, 902), WALKER), ((978, 685, 1047, 777), BLUE), ((632, 588, 702, 674), RED),
+     ((261, 667, 324, 749), WOMAN)],
+    [((1009, 718, 1080, 811), BLUE), ((616, 627, 691, 715), RED), ((236, 668, 298, 751), WOMAN)],
+    [((949, 712, 1026, 813), BLUE), ((566, 640, 642, 732), RED), ((210, 673, 275, 762), WOMAN),
+     ((1129, 693, 1181, 757), GLASSES)],
+]
+
+
+@pytest.mark.parametrize("step", [1, 2], ids=["every 10th frame", "every 20th frame"])
+def test_people_of_a_real_clip_never_share_a_track(step):
+    # Before the matching cascade, the boy in blue, turning back at frame 50, went to the
+    # walker's track of frame 20 (every 10th frame), and at frame 40 to her track of frame
+    # 20 (every 20th: her bigger face made her box nearer in face sizes).
+    tracker = IouTracker()
+    people = defaultdict(set)
+    for faces in CLIP_EVERY_10[::step]:
+        for track_id, (_, who) in zip(tracker.update([box for box, _ in faces]), faces):
+            people[track_id].add(who)
+    assert all(len(who) == 1 for who in people.values()), dict(people)
+    for who in (BLUE, WOMAN, RED):
+        assert sum(who in p for p in people.values()) == 1, (who, dict(people))
+
+
+def test_a_face_turning_back_keeps_its_track():
+    # Moving right, then back left: the constant-velocity guess overshoots, but where the
+    # face was last still matches.
+    tracker = IouTracker()
+    assert tracker.update([(100, 100, 180, 180)]) == [0]
+    assert tracker.update([(160, 100, 240, 180)]) == [0]
+    assert tracker.update([(110, 100, 190, 180)]) == [0]
+
+
+def test_a_recently_seen_track_chooses_before_a_stale_one():
+    tracker = IouTracker()
+    assert tracker.update([(100, 100, 180, 180), (300, 100, 380, 180)]) == [0, 1]
+    assert tracker.update([(100, 100, 180, 180)]) == [0]  # 1 not seen
+    # A face 1.375 face sizes from track 0, seen a sampled frame ago, and 1.125 from
+    # where track 1 was two frames ago: track 0 chooses first.
+    assert tracker.update([(210, 100, 290, 180)]) == [0]

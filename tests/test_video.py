@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import cv2
@@ -103,6 +104,47 @@ def test_seven_class_model_names_a_method(multiclass_ckpt):
     faces = [r for r in result.rows if r["status"] == "face"]
     assert faces and all(r["method"] in pipeline.classifier.labels[1:] for r in faces)
     assert result.summary["method"] in pipeline.classifier.labels[1:]
+
+
+def test_multiface_clip_tracks_hold_one_person_each(sepcnn_ckpt):
+    # Reference: every 2nd frame, where faces hardly move between samples and IoU alone
+    # links them. At the default every 10th frame, no track may hold faces of two people
+    # the reference sees at the same time (the walker and the boy in blue shared one).
+    need_shared(MULTIFACE_VIDEO)
+
+    def faces(every):
+        pipeline, cfg = make_pipeline(sepcnn_ckpt, **{"video.every": every})
+        rows = scan_video(MULTIFACE_VIDEO, pipeline, cfg.video).rows
+        return [r for r in rows if r["status"] == "face"]
+
+    reference = faces(2)
+    spans = {}
+    for r in reference:
+        first, last = spans.get(r["track_id"], (r["frame"], r["frame"]))
+        spans[r["track_id"]] = (min(first, r["frame"]), max(last, r["frame"]))
+    people = defaultdict(set)
+    scanned = faces(10)
+    for r in scanned:
+        same_frame = [q for q in reference if q["frame"] == r["frame"]]
+        best = max(same_frame, key=lambda q: box_iou(box_of(q), box_of(r)), default=None)
+        if best is not None and box_iou(box_of(best), box_of(r)) > 0.5:
+            people[r["track_id"]].add(best["track_id"])
+    # (A face can be found at one stride and not yet at the other: it is left out.)
+    assert sum(len(refs) for refs in people.values()) >= 3 and len(people) >= 4
+    for track_id, refs in people.items():
+        for a in refs:
+            for b in refs - {a}:
+                overlap = min(spans[a][1], spans[b][1]) - max(spans[a][0], spans[b][0])
+                assert overlap < 0, f"track {track_id} holds reference tracks {a} and {b}, seen together"
+    # The people in view from start to end keep one track each.
+    long_lived = [t for t, (first, last) in spans.items() if last - first >= 60]
+    assert len(long_lived) >= 3
+    for t in long_lived:
+        assert sum(t in refs for refs in people.values()) == 1, (t, dict(people))
+
+
+def box_of(row):
+    return (row["x1"], row["y1"], row["x2"], row["y2"])
 
 
 def test_multiface_clip_annotated_and_tracked(sepcnn_ckpt, tmp_path):
