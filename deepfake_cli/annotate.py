@@ -165,7 +165,11 @@ class AnnotatedVideoWriter:
         self._writer = cv2.VideoWriter(str(self.partial), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, size)
         if not self._writer.isOpened():
             self.abort()
-            raise UsageError(f"{self.path}: OpenCV cannot write {self.fourcc} video here")
+            # Depends on the video (OpenCV's mp4v cannot encode 1 frame in 1000 s, say): that
+            # video's error, not the batch's.
+            raise InputFileError(
+                f"{self.path}: OpenCV cannot write {self.fourcc} video at {self.fps:g} fps, {size[0]}x{size[1]}"
+            )
         self.size = size
 
     def write(self, frame: np.ndarray) -> None:

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence, TextIO
 
-from deepfake_cli.errors import OutputError
+from deepfake_cli.errors import OutputError, UsageError
 
 OUTPUT_FORMATS = ("table", "json", "jsonl", "csv")
 FILE_FORMATS = ("json", "jsonl", "csv")
@@ -57,7 +57,9 @@ class ReplacingTextFile(io.TextIOWrapper):
     """Text written to a file of its own beside ``target``, which replaces ``target`` on close.
 
     Two runs writing the same ``--out`` never interleave their lines: the one
-    that finishes last wins, whole. Created like any file (mode from the umask).
+    that finishes last wins, whole. A run that stops part-way (Ctrl-C, SIGTERM,
+    an error) calls :meth:`discard`: ``target`` stays as it was. Created like
+    any file (mode from the umask).
     """
 
     def __init__(self, target: Path):
@@ -74,6 +76,31 @@ class ReplacingTextFile(io.TextIOWrapper):
         except OSError:
             self.temp.unlink(missing_ok=True)
             raise
+
+    def discard(self) -> None:
+        """Close without replacing ``target``: what was written is deleted."""
+        if not self.closed:
+            io.TextIOWrapper.close(self)
+        self.temp.unlink(missing_ok=True)
+
+
+def finish_output(stream: TextIO, complete: bool) -> None:
+    """Close an :func:`open_output_file` stream: into place when the run is ``complete``,
+    else discarded (a device or pipe is just closed)."""
+    if not complete and isinstance(stream, ReplacingTextFile):
+        stream.discard()
+    else:
+        stream.close()
+
+
+def check_not_an_input(out: Path, path: str | os.PathLike[str]) -> None:
+    """:class:`UsageError` when ``out`` is the input file ``path``: the report would replace it."""
+    try:
+        same = os.path.samefile(out, path)
+    except OSError:
+        same = False
+    if same:
+        raise UsageError(f"--out {out} is one of the inputs ({path}); the report would replace it")
 
 
 def open_output_file(path: str | Path) -> TextIO:

@@ -13,7 +13,7 @@ from deepfake_cli.cli import serve_cmd
 from deepfake_cli.cli import extract_cmd
 from deepfake_cli.cli import gradcam_cmd
 from deepfake_cli.cli import train_cmd, evaluate_cmd
-from deepfake_cli.cli.common import set_quiet
+from deepfake_cli.cli.common import set_quiet, stop_cleanly_on_sigterm
 
 app = typer.Typer(
     name="dfdetect",
@@ -43,6 +43,7 @@ def root(
 ) -> None:
     """dfdetect: deepfake detection for photos, folders and videos."""
     set_quiet(quiet)
+    stop_cleanly_on_sigterm()
 
 
 predict_cmd.register(app)

@@ -19,6 +19,7 @@ EXIT_USAGE = 2
 EXIT_FAKE = 3
 EXIT_PARTIAL = 4
 EXIT_SIGPIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader closed the pipe
+EXIT_SIGTERM = 143  # 128 + SIGTERM: timeout(1), kill, a cancelled CI job
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 all inputs processed; 1 fatal error (no inputs found, model missing, "
@@ -50,6 +51,26 @@ def exit_code_for(exc: errors.DfdetectError) -> int:
     return EXIT_USAGE if isinstance(exc, _USAGE_ERRORS) else EXIT_FATAL
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that the command unwinds as on Ctrl-C: partial
+    output files are removed and background threads stopped, instead of the process
+    vanishing with them in place."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+def stop_cleanly_on_sigterm() -> None:
+    """Make SIGTERM raise :class:`Terminated` (``dfdetect serve`` installs uvicorn's own
+    handlers while it runs)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
+
+
 @contextlib.contextmanager
 def handle_errors() -> Iterator[None]:
     """Map the library's typed errors to one line on stderr and an exit code."""
@@ -61,6 +82,9 @@ def handle_errors() -> Iterator[None]:
     except KeyboardInterrupt:
         errors_out.print("[yellow]interrupted[/]")
         raise typer.Exit(130) from None
+    except Terminated:
+        errors_out.print("[yellow]terminated[/]")
+        raise typer.Exit(EXIT_SIGTERM) from None
     except BrokenPipeError:
         # The reader of stdout went away (| head): stop quietly, as command-line tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -86,15 +86,23 @@ def predict(
 
 def run_predict(cfg, sources: list[str], fmt: str, out: Optional[Path], fail_on_fake: bool) -> int:
     from deepfake_cli.errors import NoInputsError
-    from deepfake_cli.output import RecordWriter, open_output_file
+    from deepfake_cli.output import RecordWriter, check_not_an_input, finish_output, open_output_file
     from deepfake_cli.sources import expand_sources
 
     to_file = out is not None and str(out) != "-"
     # A bad --out fails before the model is loaded; '-' is stdout, as in 'dfdetect video'.
     stream = open_output_file(out) if to_file else sys.stdout
+    complete = False
+
+    def checked(paths):
+        for path in paths:
+            if to_file:
+                check_not_an_input(out, path)  # before its report could replace it
+            yield path
+
     try:
         # Sources expand lazily (a huge folder, stdin): look at the first before loading the model.
-        found = iter(expand_sources(sources))
+        found = checked(expand_sources(sources))
         first = next(found, None)
         if first is None:
             raise NoInputsError(f"no image or video files found in: {' '.join(sources)}")
@@ -115,9 +123,11 @@ def run_predict(cfg, sources: list[str], fmt: str, out: Optional[Path], fail_on_
                 summary.add(record)
                 if record["status"] == "error":
                     stderr.print(f"[yellow]skipped:[/] {escape(record['error'])}")
+        complete = True
     finally:
         if to_file:
-            stream.close()
+            # Stopped part-way (Ctrl-C, SIGTERM, an error): --out keeps what it held before.
+            finish_output(stream, complete)
     stderr.print(
         f"{summary.total} inputs: {summary.fake} fake, {summary.real} real, "
         f"{summary.no_face} without a face, {summary.errors} errors"

@@ -121,7 +121,7 @@ def run_video(cfg, sources: list[str], out: Optional[Path], annotate: Optional[P
               fail_on_fake: bool) -> int:
     from deepfake_cli.errors import InputFileError, NoInputsError
     from deepfake_cli.images import VIDEO_EXTENSIONS
-    from deepfake_cli.output import choose_format, format_from_extension, open_output_file
+    from deepfake_cli.output import check_not_an_input, choose_format, finish_output, format_from_extension, open_output_file
     from deepfake_cli.predict import PredictSummary
     from deepfake_cli.sources import expand_sources
     from deepfake_cli.video import (
@@ -143,8 +143,12 @@ def run_video(cfg, sources: list[str], out: Optional[Path], annotate: Optional[P
     rows_fmt = "csv" if rows_to_stdout or out is None else format_from_extension(out) or "csv"
     rows_stream = None
     if out is not None:  # opened before the model loads, so that a bad --out fails at once
+        if not rows_to_stdout:
+            for path in paths:
+                check_not_an_input(out, path)
         rows_stream = sys.stdout if rows_to_stdout else open_output_file(out)
     counts = PredictSummary()
+    complete = False
     try:
         classifier = load_classifier(cfg)
         pipeline = video_pipeline(classifier, cfg)
@@ -164,9 +168,11 @@ def run_video(cfg, sources: list[str], out: Optional[Path], annotate: Optional[P
                 if summaries is not None:
                     summaries.write(summary)
                 report_video(summary)
+        complete = True
     finally:
         if rows_stream is not None and not rows_to_stdout:
-            rows_stream.close()
+            # Stopped part-way (Ctrl-C, SIGTERM, an error): --out keeps what it held before.
+            finish_output(rows_stream, complete)
     stderr.print(
         f"{counts.total} videos: {counts.fake} fake, {counts.real} real, "
         f"{counts.no_face} without a face, {counts.errors} errors"

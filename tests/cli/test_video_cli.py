@@ -5,6 +5,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -12,7 +17,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import FFPP_C23, ORIGINAL_004, need_shared
+from conftest import FFPP_C23, ORIGINAL_004, REPO, need_shared
 from deepfake_cli.cli.app import app
 from deepfake_cli.video import FRAME_COLUMNS
 
@@ -180,3 +185,39 @@ def test_a_sampling_option_replaces_the_configured_way_of_sampling(sepcnn_ckpt, 
                                env=env)
         assert result.exit_code in (0, 3), result.output
         assert json.loads(result.stdout)[0]["sampling"] == expected, (args, env)
+
+
+def test_out_naming_an_input_is_refused_and_the_input_kept(sepcnn_ckpt, tmp_path):
+    need_shared(ORIGINAL_004)
+    video = tmp_path / "evidence.mp4"
+    video.write_bytes(ORIGINAL_004.read_bytes())
+    before = video.read_bytes()
+    result = runner.invoke(app, ["video", str(tmp_path), "-m", str(sepcnn_ckpt), "--out", str(video), "--every", "100"])
+    assert result.exit_code == 2 and "is one of the inputs" in " ".join(result.stderr.split())
+    result = runner.invoke(app, ["predict", str(video), "-m", str(sepcnn_ckpt), "--out", str(video), "--csv"])
+    assert result.exit_code == 2 and "is one of the inputs" in " ".join(result.stderr.split())
+    assert video.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["evidence.mp4"]
+
+
+def test_sigterm_mid_scan_keeps_the_previous_report_and_leaves_no_partial_file(sepcnn_ckpt, tmp_path):
+    need_shared(ORIGINAL_519)
+    report = tmp_path / "report.csv"
+    report.write_text("previous report\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "deepfake_cli", "video", str(ORIGINAL_519), "-m", str(sepcnn_ckpt), "--every", "1",
+         "--out", str(report), "--annotate", str(tmp_path / "annotated.mp4")],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    # Wait until rows are being written (the partial file beside the report has grown).
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        partial = [p for p in tmp_path.glob(".report.partial-*") if p.stat().st_size > 200]
+        if partial:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the scan ended before it could be stopped"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "terminated" in err.decode()
+    assert report.read_text() == "previous report\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.csv"]  # no partial report or video
