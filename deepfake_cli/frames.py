@@ -29,6 +29,12 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
 # Containers that estimate their frame count (from duration x fps) may end a
 # few frames early; missing that many frames at the very end is not truncation.
 FRAME_COUNT_SLACK = 3
+# MP4/MOV (ISO base media) files list every frame in their header: a stream that ends
+# before that count is truncated. Other containers (Matroska/WebM, AVI, MPEG-TS) give
+# OpenCV no count, which it estimates from the duration and frame rate; variable frame
+# rates and streams starting late make the estimate wrong, so there the stream ending is
+# the end of the video. These boxes open an ISO base media file.
+ISO_BMFF_FIRST_BOXES = (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot")
 # With a late start, one seek is cheaper than decoding everything before it.
 SEEK_MIN_FRAMES = 250
 
@@ -41,6 +47,8 @@ class VideoInfo:
     frame_count: int
     width: int
     height: int
+    # Whether frame_count is the container's own list of frames, not an estimate.
+    count_exact: bool = True
 
     @property
     def duration(self) -> float:
@@ -101,7 +109,18 @@ def _info(cap: cv2.VideoCapture, path: str | os.PathLike[str]) -> tuple[VideoInf
             count += 1
     if count <= 0 or width <= 0 or height <= 0:
         raise InputFileError(f"{path}: video has no decodable frames")
-    return VideoInfo(fps=fps, frame_count=count, width=width, height=height), consumed
+    exact = consumed or _lists_its_frames(path)
+    return VideoInfo(fps=fps, frame_count=count, width=width, height=height, count_exact=exact), consumed
+
+
+def _lists_its_frames(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is an MP4/MOV file, whose header lists its frames."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError:
+        return False
+    return len(head) == 8 and head[4:8] in ISO_BMFF_FIRST_BOXES
 
 
 def _frame_time(cap: cv2.VideoCapture, index: int, fps: float) -> float:
@@ -199,8 +218,8 @@ def iter_frames(
         for index in wanted:
             while position <= index:
                 if not cap.grab():
-                    if position >= info.frame_count - FRAME_COUNT_SLACK:
-                        return
+                    if position >= info.frame_count - FRAME_COUNT_SLACK or not info.count_exact:
+                        return  # the end of the video (an estimated count can be far off)
                     raise InputFileError(
                         f"{path}: truncated or corrupt: stream ends at frame {position} of {info.frame_count}"
                     )

@@ -106,6 +106,26 @@ def test_stream_that_ends_early_is_reported_as_truncated(tmp_path):
         list(iter_frames(cut, every=250))
 
 
+def test_a_stream_ending_before_an_estimated_count_is_the_end_of_the_video(tmp_path):
+    # Matroska lists no frames: OpenCV estimates the count from the duration in its header
+    # (so do VFR and late-starting WebM/MKV files, where the estimate is far off). A file
+    # cut short, like those, is scanned to its end; before, it was "truncated or corrupt".
+    whole, cut = tmp_path / "whole.mkv", tmp_path / "cut.mkv"
+    writer = cv2.VideoWriter(str(whole), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, (64, 48))
+    assert writer.isOpened()
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        writer.write(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    writer.release()
+    data = whole.read_bytes()
+    cut.write_bytes(data[: len(data) * 6 // 10])
+    info = video_info(cut)
+    assert info.frame_count == 100 and not info.count_exact
+    indices = [i for i, _, _ in iter_frames(cut, every=10)]
+    assert 40 <= len(indices) * 10 <= 70 and indices == list(range(0, 10 * len(indices), 10))
+    assert video_info(whole).count_exact is False and len(list(iter_frames(whole, every=10))) == 10
+
+
 def test_stream_without_frame_count_is_counted_by_decoding(tmp_path):
     # A bare MJPEG stream (JPEGs back to back) has no header with a frame count.
     path = tmp_path / "gray.mjpeg"
