@@ -149,8 +149,9 @@ def sample_indices(
 
     ``every`` keeps frames start, start+N, ...; ``frames`` keeps K frames at the
     centres of K equal parts (so never the often-black first frame); ``fps``
-    keeps the frame nearest to each 1/fps step. ``start``/``end`` are seconds.
-    Nothing given means every frame.
+    keeps the frame nearest to each 1/fps step. ``start``/``end`` are seconds, a
+    half-open window: frames shown at ``start`` and after, before ``end`` (so the
+    windows 0-60 s and 60-120 s never share a frame). Nothing given means every frame.
     """
     chosen = [name for name, v in (("every", every), ("frames", frames), ("fps", fps)) if v is not None]
     if len(chosen) > 1:
@@ -165,7 +166,7 @@ def sample_indices(
         raise InputFileError("video has no frame rate: cannot sample by time")
     # Times past the video (even 1e308 s) clamp to its frame count before rounding.
     first = 0 if start is None else max(0, int(math.ceil(min(start * info.fps, info.frame_count) - 1e-6)))
-    stop = info.frame_count if end is None else min(info.frame_count, int(math.floor(min(end * info.fps, info.frame_count) + 1e-6)) + 1)
+    stop = info.frame_count if end is None else max(0, int(math.ceil(min(end * info.fps, info.frame_count) - 1e-6)))
     span = stop - first
     if span <= 0:
         return []

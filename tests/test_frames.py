@@ -29,9 +29,13 @@ def test_sample_indices_modes():
     assert sample_indices(info, frames=4) == [12, 37, 62, 87]
     assert sample_indices(info, frames=500) == list(range(100))
     assert sample_indices(info, fps=5) == list(range(0, 100, 5))
-    # start/end in seconds: frames 25..50 inclusive.
+    # start/end in seconds, half-open: frames 25..49; adjacent windows share no frame.
     assert sample_indices(info, every=10, start=1.0, end=2.0) == [25, 35, 45]
-    assert sample_indices(info, frames=2, start=1.0, end=2.0) == [31, 44]
+    assert sample_indices(info, frames=2, start=1.0, end=2.0) == [31, 43]
+    assert sample_indices(info, start=0.0, end=1.0) == list(range(0, 25))
+    assert sample_indices(info, start=1.0, end=2.0) == list(range(25, 50))
+    assert sample_indices(info, fps=5, start=0.0, end=1.0) == [0, 5, 10, 15, 20]
+    assert sample_indices(info, start=1.0, end=1.01) == [25] and sample_indices(info, start=1.0, end=1.0) == []
     assert sample_indices(info, every=10, start=10.0) == []
     # Times far past the video clamp to it (no OverflowError); a rate above the video's is every frame.
     assert sample_indices(info, every=10, start=1e308) == []

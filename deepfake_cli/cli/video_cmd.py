@@ -50,7 +50,7 @@ def video(
     fps: Optional[float] = typer.Option(None, "--fps", help="Score F frames per second instead of --every."),
     frames: Optional[int] = typer.Option(None, "--frames", help="Score K evenly spaced frames instead of --every."),
     start: Optional[float] = typer.Option(None, "--start", help="Start at this time (seconds)."),
-    end: Optional[float] = typer.Option(None, "--end", help="Stop at this time (seconds)."),
+    end: Optional[float] = typer.Option(None, "--end", help="Stop before this time (seconds): --start 0 --end 60 and --start 60 --end 120 share no frame."),
     aggregate: Optional[str] = typer.Option(
         None, "--aggregate", help="How a track's face scores become one: confident (DFDC winner, default), mean or max."
     ),

@@ -79,8 +79,8 @@ def test_rows_to_stdout_and_annotated_video(sepcnn_ckpt, tmp_path):
     assert result.exit_code == 0, result.output
     columns, rows = read_csv(result.stdout)
     assert columns == list(FRAME_COLUMNS)
-    # The centres of 4 equal parts of 5 s..25 s at 25 fps (frames 125..625, 501 frames).
-    assert sorted({int(r["frame"]) for r in rows}) == [187, 312, 438, 563]
+    # The centres of 4 equal parts of [5 s, 25 s) at 25 fps (frames 125..624, 500 frames).
+    assert sorted({int(r["frame"]) for r in rows}) == [187, 312, 437, 562]
     assert "519.mp4: " in result.stderr and "annotated" in result.stderr
     cap = cv2.VideoCapture(str(out))
     assert (int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
