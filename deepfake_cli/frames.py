@@ -70,6 +70,8 @@ def open_video(path: str | os.PathLike[str], threads: int | None = None) -> cv2.
         raise InputFileError(f"{path}: is a directory")
     if p.stat().st_size == 0:
         raise InputFileError(f"{path}: empty file (0 bytes)")
+    if not os.access(p, os.R_OK):
+        raise InputFileError(f"{path}: permission denied")
     if threads is None:
         cap = cv2.VideoCapture(str(p))
     else:

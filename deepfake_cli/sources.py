@@ -6,7 +6,7 @@ import glob
 import os
 import sys
 from pathlib import Path
-from typing import Iterable, Iterator, TextIO
+from typing import Callable, Iterable, Iterator, TextIO
 
 from deepfake_cli.images import MEDIA_EXTENSIONS
 
@@ -27,8 +27,10 @@ def expand_sources(
     sources: Iterable[str],
     extensions: frozenset[str] = MEDIA_EXTENSIONS,
     stdin: TextIO | None = None,
+    on_no_match: Callable[[str], None] | None = None,
 ) -> Iterator[Path]:
-    """Yield input files in a stable order.
+    """Yield input files in a stable order, each once (``a.mp4 ./a.mp4`` or two
+    overlapping globs would count one video twice in the batch).
 
     - a folder: its files with ``extensions``, recursively, sorted;
     - a glob (``'shots/**/*.jpg'``): its matches, sorted;
@@ -36,11 +38,26 @@ def expand_sources(
     - a ``.txt``/``.lst`` file: one path per line (relative to the current directory);
     - anything else is yielded as given, even if missing, so the caller can
       report it as an error row.
+
+    ``on_no_match`` is called with each glob that matches no such file (a typo
+    there would otherwise drop inputs without a word).
     """
+    seen: set[str] = set()
+    for path in _expand(sources, extensions, stdin, on_no_match):
+        key = os.path.realpath(path)
+        if key not in seen:
+            seen.add(key)
+            yield path
+
+
+def _expand(
+    sources: Iterable[str], extensions: frozenset[str], stdin: TextIO | None,
+    on_no_match: Callable[[str], None] | None,
+) -> Iterator[Path]:
     for source in sources:
         if source == "-":
             stream = stdin if stdin is not None else sys.stdin
-            yield from expand_sources(_lines(stream), extensions, stdin=None)
+            yield from _expand(_lines(stream), extensions, None, on_no_match)
             continue
         path = Path(source).expanduser()
         if path.is_dir():
@@ -49,12 +66,16 @@ def expand_sources(
             # Relative paths in a list are relative to the current directory, as on stdin.
             with open(path, encoding="utf-8") as fh:
                 lines = list(_lines(fh))
-            yield from expand_sources(lines, extensions, stdin=None)
+            yield from _expand(lines, extensions, None, on_no_match)
         elif not path.exists() and GLOB_CHARS & set(source):
+            matched = False
             for match in sorted(glob.glob(os.path.expanduser(source), recursive=True)):
                 m = Path(match)
                 if m.is_file() and m.suffix.lower() in extensions:
+                    matched = True
                     yield m
+            if not matched and on_no_match is not None:
+                on_no_match(source)
         else:
             yield path
 

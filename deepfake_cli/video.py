@@ -588,7 +588,7 @@ def predict_paths(
                 try:
                     record = predict_record(scan_video(path, videos, cfg.video, progress=progress, keep_rows=False).summary)
                 except InputFileError as exc:
-                    record = error_record(str(path), str(exc), model)
+                    record = {**error_record(str(path), str(exc), model), "kind": "video"}
             yield record
 
 

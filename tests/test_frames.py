@@ -226,3 +226,14 @@ def test_timestamps_are_the_frames_presentation_times(tmp_path):
     assert [t for _, t, _ in frames] == pytest.approx([0.0, 0.2, 0.4, 0.6, 1.2, 1.8])
     # The right frames (frame k is gray level 4k, give or take the codec's loss).
     assert all(abs(float(f.mean()) / 4 - i) < 1.5 for i, _, f in frames)
+
+
+def test_an_unreadable_video_says_permission_denied(tmp_path, monkeypatch):
+    # As root every file reads: the check is made to answer as for another user.
+    import deepfake_cli.frames as frames
+
+    video = tmp_path / "locked.mp4"
+    video.write_bytes(b"\x00" * 64)
+    monkeypatch.setattr(frames.os, "access", lambda path, mode: False)
+    with pytest.raises(InputFileError, match="locked.mp4: permission denied"):
+        video_info(video)

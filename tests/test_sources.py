@@ -27,3 +27,14 @@ def test_glob_list_stdin_and_missing(tmp_path, monkeypatch):
     assert [str(p) for p in expand_sources(["-"], stdin=io.StringIO("s/a.jpg\n"))] == ["s/a.jpg"]
     # A missing explicit path is passed through so the caller reports it.
     assert [str(p) for p in expand_sources(["missing.jpg"])] == ["missing.jpg"]
+
+
+def test_each_file_once_and_globs_that_match_nothing_said(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    touch(tmp_path / "v" / "a.mp4")
+    touch(tmp_path / "v" / "b.mkv")
+    unmatched = []
+    got = [str(p) for p in expand_sources(["v/a.mp4", "./v/a.mp4", "v/*.mp4", "v", "v/*.nomatch", "missing.mp4",
+                                           "missing.mp4"], on_no_match=unmatched.append)]
+    assert got == ["v/a.mp4", "v/b.mkv", "missing.mp4"]
+    assert unmatched == ["v/*.nomatch"]

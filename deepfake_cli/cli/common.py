@@ -96,6 +96,11 @@ def handle_errors() -> Iterator[None]:
         raise typer.Exit(EXIT_FATAL) from None
 
 
+def note_no_match(pattern: str) -> None:
+    """For ``expand_sources``: a glob that matched nothing, said on stderr."""
+    stderr.print(f"[yellow]note:[/] no file matches {escape(pattern)}")
+
+
 def escape(text: str) -> str:
     from rich.markup import escape as _escape
 

@@ -29,6 +29,7 @@ from deepfake_cli.cli.common import (
     face_overrides,
     handle_errors,
     load_classifier,
+    note_no_match,
     stderr,
 )
 
@@ -134,7 +135,7 @@ def run_video(cfg, sources: list[str], out: Optional[Path], annotate: Optional[P
         video_pipeline,
     )
 
-    paths = list(expand_sources(sources, VIDEO_EXTENSIONS))
+    paths = list(expand_sources(sources, VIDEO_EXTENSIONS, on_no_match=note_no_match))
     if not paths:
         raise NoInputsError(f"no video files found in: {' '.join(sources)}")
     targets = annotation_targets(annotate, paths)

@@ -149,6 +149,7 @@ def test_predict_routes_videos_to_the_scanner(batch, sepcnn_ckpt, tmp_path):
         ("a_blank.png", "no_face"), ("b_004.mp4", "ok"), ("c_text.mp4", "error")]
     video = records[1]
     assert video["kind"] == "video" and video["verdict"] in ("real", "fake") and video["frames"]["sampled"] == 2
+    assert records[2]["kind"] == "video"  # a video that failed is still one (filters on "kind")
     assert video["faces"] >= 2 and video["tracks"]
     result = runner.invoke(app, ["predict", str(folder / "b_004.mp4"), "-m", str(sepcnn_ckpt), "--csv",
                                  "--threshold", "0", "--fail-on-fake"], env={"DFDETECT_VIDEO_FRAMES": "2"})
@@ -221,3 +222,4 @@ def test_sigterm_mid_scan_keeps_the_previous_report_and_leaves_no_partial_file(s
     assert proc.returncode == 143 and "terminated" in err.decode()
     assert report.read_text() == "previous report\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.csv"]  # no partial report or video
+
