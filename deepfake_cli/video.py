@@ -490,6 +490,7 @@ class _VideoScan:
         p_fake = by_aggregate[self.cfg.aggregate]
         # 7-class models: the manipulation method most likely on average over the track.
         method = self.classifier.score_rows((st.prob_sums / len(st.scores))[None])[0].method
+        seconds = self._seen_seconds(st)
         return {
             "track_id": track_id,
             "faces": len(st.scores),
@@ -499,8 +500,20 @@ class _VideoScan:
             "p_fake_by_aggregate": by_aggregate,
             "verdict": "fake" if p_fake >= self.threshold else "real",
             "method": method,
-            "votes": len(st.scores) >= self.cfg.min_track_faces,
+            "seconds": seconds,
+            "votes": len(st.scores) >= self.cfg.min_track_faces
+            and (seconds is None or seconds >= self.cfg.min_track_seconds),
         }
+
+    def _seen_seconds(self, st: _TrackStats) -> float | None:
+        """How long a track was in view: first to last face, plus one sampling step (one
+        face seen at every 10th frame of 25 fps video stands for 0.4 s); None without a
+        frame rate."""
+        if self.info.fps <= 0:
+            return None
+        wanted = self.wanted
+        step = (wanted[-1] - wanted[0]) / (len(wanted) - 1) if len(wanted) > 1 else 1.0
+        return round((st.last_frame - st.first_frame + step) / self.info.fps, 3)
 
 
 def _fix_voters(tracks: list[dict[str, Any]]) -> None:

@@ -18,7 +18,15 @@ from deepfake_cli.config import load_config
 from deepfake_cli.errors import InputFileError, UsageError
 from deepfake_cli.faces import box_iou
 from deepfake_cli.frames import sample_indices, video_info
-from deepfake_cli.video import FRAME_COLUMNS, STAGES, predict_paths, predict_record, scan_video, video_pipeline
+from deepfake_cli.video import (
+    FRAME_COLUMNS,
+    STAGES,
+    predict_paths,
+    predict_record,
+    scan_video,
+    video_pipeline,
+    with_sampling,
+)
 
 ORIGINAL_519 = FFPP_C23 / "original_sequences" / "youtube" / "c23" / "videos" / "519.mp4"
 
@@ -360,3 +368,17 @@ def test_a_video_opencv_cannot_annotate_is_that_videos_error(tmp_path):
     with pytest.raises(InputFileError, match="cannot write mp4v video at 0.001 fps, 64x48"):
         writer.write(np.zeros((48, 64, 3), np.uint8))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_face_seen_for_a_moment_does_not_vote_however_dense_the_sampling(pipeline_004):
+    # At every 2nd frame the face a cut brings into 004.mp4's inset (frames 238-242, 0.2 s)
+    # has 3 faces, as many as min_track_faces: it voted, and its p_fake could decide the
+    # video's verdict; at every 10th frame it has 1 face and did not.
+    pipeline, cfg = pipeline_004
+    video_cfg = with_sampling(cfg.video, every=2)
+    video_cfg.start, video_cfg.end = 8.0, 10.4
+    tracks = scan_video(ORIGINAL_004, pipeline, video_cfg).summary["tracks"]
+    anchor, inset = max(tracks, key=lambda t: t["faces"]), min(tracks, key=lambda t: t["faces"])
+    assert anchor["votes"] and anchor["seconds"] >= 2.0
+    assert inset["faces"] >= cfg.video.min_track_faces and inset["seconds"] < cfg.video.min_track_seconds
+    assert not inset["votes"]
