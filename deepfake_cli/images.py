@@ -29,6 +29,25 @@ def is_image_path(path: str | os.PathLike[str]) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
+# The first bytes of still-image files (GIF is left out: an animated one is a video).
+_IMAGE_SIGNATURES = (
+    (b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"),
+)
+
+
+def still_image_format(path: str | os.PathLike[str]) -> str | None:
+    """``"JPEG"``, ``"PNG"``, ... when the file's content is a still image, whatever its name."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+    except OSError:
+        return None
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    return next((name for magic, name in _IMAGE_SIGNATURES if head.startswith(magic)), None)
+
+
 def is_video_path(path: str | os.PathLike[str]) -> bool:
     suffix = Path(path).suffix.lower()
     return suffix in VIDEO_EXTENSIONS or (suffix == GIF_EXTENSION and is_animated_gif(path))

@@ -43,7 +43,7 @@ from deepfake_cli.config import Config, VideoConfig
 from deepfake_cli.errors import InputFileError, ScanCancelled, UsageError
 from deepfake_cli.faces import Face, near_window
 from deepfake_cli.frames import iter_frames, sample_indices, video_info
-from deepfake_cli.images import is_image_path, is_video_path
+from deepfake_cli.images import is_image_path, is_video_path, still_image_format
 from deepfake_cli.motion import ChangedRegions
 from deepfake_cli.pipeline import FacePipeline, FaceResult
 from deepfake_cli.predict import STATUS_ERROR, STATUS_NO_FACE, STATUS_OK, error_record, predict_images
@@ -280,6 +280,10 @@ class _VideoScan:
             # OpenCV opens a still image as a one-frame "video" at 25 fps: say what it is instead.
             raise InputFileError(f"{self.path}: an image, not a video (score it with 'dfdetect predict')")
         info = video_info(self.path)
+        still = still_image_format(self.path) if info.frame_count == 1 else None
+        if still is not None:  # a photo renamed .mp4 (a bare MJPEG stream of many JPEGs is a video)
+            raise InputFileError(f"{self.path}: a {still} image named as a video; give it its image extension "
+                                 f"to score it as a photo")
         options = sampling_options(self.cfg)
         try:
             wanted = sample_indices(info, **options)

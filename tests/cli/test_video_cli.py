@@ -158,17 +158,22 @@ def test_predict_routes_videos_to_the_scanner(batch, sepcnn_ckpt, tmp_path):
     assert len(rows) == 1 and rows[0]["verdict"] == "fake"
 
 
-def test_a_photo_named_as_a_video_source_is_an_error_row(sepcnn_ckpt):
-    """OpenCV would open it as a 1-frame '25 fps video'; the scanner says what it is instead."""
+def test_a_photo_named_as_a_video_source_is_an_error_row(sepcnn_ckpt, tmp_path):
+    """OpenCV would open it as a 1-frame '25 fps video'; the scanner says what it is instead,
+    by its name or, renamed .mp4, by its content."""
     from conftest import PHOTOS
 
     need_shared(PHOTOS, ORIGINAL_519)
     photo = PHOTOS / "kate_siegel.jpg"
-    result = runner.invoke(app, ["video", str(photo), str(ORIGINAL_519), "-m", str(sepcnn_ckpt), "--every", "250", "--json"])
+    renamed = tmp_path / "clip.mp4"
+    renamed.write_bytes(photo.read_bytes())
+    result = runner.invoke(app, ["video", str(photo), str(renamed), str(ORIGINAL_519), "-m", str(sepcnn_ckpt),
+                                 "--every", "250", "--json"])
     assert result.exit_code == 4, result.output
-    first, second = json.loads(result.stdout)
+    first, second, third = json.loads(result.stdout)
     assert first["status"] == "error" and "an image, not a video" in first["error"] and "dfdetect predict" in first["error"]
-    assert second["status"] == "ok"
+    assert second["status"] == "error" and "a JPEG image named as a video" in second["error"]
+    assert third["status"] == "ok"
 
 
 def test_a_sampling_option_replaces_the_configured_way_of_sampling(sepcnn_ckpt, tmp_path):
