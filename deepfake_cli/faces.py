@@ -323,8 +323,6 @@ class FaceDetector:
 
     def _near(self, batch: np.ndarray, scale: float, boxes: Sequence[Sequence[float]], reach: float) -> list[Face] | None:
         """Faces near ``boxes`` (full-image pixels) in ``batch``, a :meth:`_searched` image at ``scale``."""
-        from deepfake_cli.mtcnn import detect_faces
-
         height, width = batch.shape[1:3]
         min_face = self.pyramid_min_face(height, width, self.min_size * scale)
         if min(height, width) < min_face:
@@ -332,21 +330,12 @@ class FaceDetector:
         faces: list[Face] = []
         for box in boxes:
             x1, y1, x2, y2 = (float(v) * scale for v in box)
-            wx1, wy1, wx2, wy2 = near_window((x1, y1, x2, y2), reach)
             # Skip the pyramid levels for faces much smaller than the tracked one (the
             # costliest levels); the kept levels are the whole-image pyramid's own.
             near_min = self.pyramid_min_face(
                 height, width, max(self.min_size * scale, NEAR_MIN_FACE_SHARE * max(x2 - x1, y2 - y1))
             )
-            with torch.inference_mode():
-                found, points = detect_faces(self._mtcnn, batch, max(min_face, near_min), window=(wx1, wy1, wx2, wy2))
-            # Only faces clear of the window's edges: there P-Net sees less than it does on the
-            # whole image, and the box could differ.
-            clear = NEAR_EDGE_SHARE * (wx2 - wx1)
-            inside = [i for i, b in enumerate(found[0])
-                      if b[0] >= wx1 + clear and b[1] >= wy1 + clear and b[2] <= wx2 - clear and b[3] <= wy2 - clear]
-            near = self._filter(found[0][inside, :4] / scale, found[0][inside, 4], points[0][inside] / scale,
-                                select_largest=False)
+            near = self._window_faces(batch, scale, near_window((x1, y1, x2, y2), reach), max(min_face, near_min))
             if not near:
                 return None
             faces.extend(near)
@@ -355,23 +344,29 @@ class FaceDetector:
     def _in_windows(self, batch: np.ndarray, scale: float, windows: Sequence[Sequence[float]]) -> list[Face]:
         """Faces in ``windows`` (full-image pixels) of ``batch``, a :meth:`_searched` image at
         ``scale``, clear of the windows' edges, at every size the whole-image search finds."""
-        from deepfake_cli.mtcnn import detect_faces
-
         height, width = batch.shape[1:3]
         min_face = self.pyramid_min_face(height, width, self.min_size * scale)
         if min(height, width) < min_face:
             return []
         faces: list[Face] = []
         for window in windows:
-            x1, y1, x2, y2 = (float(v) * scale for v in window)
-            with torch.inference_mode():
-                found, points = detect_faces(self._mtcnn, batch, min_face, window=(x1, y1, x2, y2))
-            clear_x, clear_y = NEAR_EDGE_SHARE * (x2 - x1), NEAR_EDGE_SHARE * (y2 - y1)
-            inside = [i for i, b in enumerate(found[0])
-                      if b[0] >= x1 + clear_x and b[1] >= y1 + clear_y and b[2] <= x2 - clear_x and b[3] <= y2 - clear_y]
-            faces += self._filter(found[0][inside, :4] / scale, found[0][inside, 4], points[0][inside] / scale,
-                                  select_largest=False)
+            faces += self._window_faces(batch, scale, tuple(float(v) * scale for v in window), min_face)
         return faces
+
+    def _window_faces(self, batch: np.ndarray, scale: float, window: Sequence[float], min_face: float) -> list[Face]:
+        """Faces MTCNN finds in ``window`` (``batch`` pixels) that lie clear of its edges, in
+        full-image pixels: near an edge P-Net sees less than it does on the whole image, and
+        the box could differ."""
+        from deepfake_cli.mtcnn import detect_faces
+
+        x1, y1, x2, y2 = window
+        with torch.inference_mode():
+            found, points = detect_faces(self._mtcnn, batch, min_face, window=(x1, y1, x2, y2))
+        clear_x, clear_y = NEAR_EDGE_SHARE * (x2 - x1), NEAR_EDGE_SHARE * (y2 - y1)
+        inside = [i for i, b in enumerate(found[0])
+                  if b[0] >= x1 + clear_x and b[1] >= y1 + clear_y and b[2] <= x2 - clear_x and b[3] <= y2 - clear_y]
+        return self._filter(found[0][inside, :4] / scale, found[0][inside, 4], points[0][inside] / scale,
+                            select_largest=False)
 
     def _select(self, faces: list[Face]) -> list[Face]:
         """One face per place (windows close together find the same face, with the same

@@ -42,6 +42,12 @@ def expand_sources(
     ``on_no_match`` is called with each glob that matches no such file (a typo
     there would otherwise drop inputs without a word).
     """
+    sources = list(sources)
+    if len(sources) == 1 and sources[0] != "-" and not Path(sources[0]).is_file():
+        # One folder or glob cannot name a file twice: no set of every path seen (a folder
+        # of millions of photos).
+        yield from _expand(sources, extensions, stdin, on_no_match)
+        return
     seen: set[str] = set()
     for path in _expand(sources, extensions, stdin, on_no_match):
         key = os.path.realpath(path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -91,13 +92,15 @@ def run_predict(cfg, sources: list[str], fmt: str, out: Optional[Path], fail_on_
     from deepfake_cli.sources import expand_sources
 
     to_file = out is not None and str(out) != "-"
+    # Only a file there already can be one of the inputs (the report appears at the end).
+    out_exists = to_file and os.path.exists(out)
     # A bad --out fails before the model is loaded; '-' is stdout, as in 'dfdetect video'.
     stream = open_output_file(out) if to_file else sys.stdout
     complete = False
 
     def checked(paths):
         for path in paths:
-            if to_file:
+            if out_exists:
                 check_not_an_input(out, path)  # before its report could replace it
             yield path
 

@@ -144,7 +144,7 @@ def run_video(cfg, sources: list[str], out: Optional[Path], annotate: Optional[P
     rows_fmt = "csv" if rows_to_stdout or out is None else format_from_extension(out) or "csv"
     rows_stream = None
     if out is not None:  # opened before the model loads, so that a bad --out fails at once
-        if not rows_to_stdout:
+        if not rows_to_stdout and out.exists():  # only a file there already can be an input
             for path in paths:
                 check_not_an_input(out, path)
         rows_stream = sys.stdout if rows_to_stdout else open_output_file(out)
