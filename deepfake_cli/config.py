@@ -29,7 +29,8 @@ Device = Literal["auto", "cpu", "cuda"]
 class DataConfig:
     """Where training/evaluation data lives and how it is split."""
 
-    root: str | None = None
+    # One dataset, or several for train/evaluate (``--data A --data B``): each is split on its own.
+    root: str | list[str] | None = None
     task: Literal["binary", "multiclass"] = "binary"
     val_fraction: float = 0.15
     test_fraction: float = 0.15
@@ -93,7 +94,8 @@ class TrainConfig:
     scheduler: Literal["none", "cosine", "plateau"] = "none"
     class_weighted: bool = True
     label_smoothing: float = 0.0
-    select_metric: Literal["auc", "accuracy", "loss"] = "auc"
+    # auc_mean: the mean of each dataset's validation AUC (with several --data; one: their AUC).
+    select_metric: Literal["auc", "auc_mean", "accuracy", "loss"] = "auc"
     freeze_epochs: int = 0
     unfreeze_fraction: float = 1.0
     finetune_lr_factor: float = 0.1
@@ -116,6 +118,9 @@ class TrainConfig:
     # bf16 autocast on CPU (`amp` is CUDA's): about 3x faster for resnet18/cnn_small on CPUs with AMX,
     # slower for depthwise convolutions (sepcnn).
     cpu_amp: bool = False
+    # Several datasets: each one's share of an epoch's draws, in --data order (default: by size).
+    # A small dataset given a larger share is drawn more than once an epoch.
+    dataset_weights: list[float] | None = None
 
 
 @dataclass

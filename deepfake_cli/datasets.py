@@ -8,7 +8,14 @@ Two sources are read:
 - image folders, ``<root>/<split?>/<class>/**/*.jpg``: ``youtube``,
   ``original``, ``real``... mean real, any other class folder names a fake
   method (``fake/<Method>/`` also works); an image nested in a sub-folder of its
-  class folder takes that sub-folder as its video id.
+  class folder takes that sub-folder as its video id. A ``sources.csv`` beside
+  the class folders (DFDC's ``videoname,...,label,original``) groups each fake
+  with the real video it was made from, so no source person is on both sides
+  of a carved split.
+
+Several datasets can be read at once (``load_splits([A, B])``): each carves
+its own validation split, and every row names its ``dataset``, so training and
+evaluation report each dataset's metrics as well as the combined ones.
 
 When the data has no ``val`` rows, a validation split is carved out of
 ``train`` by identity group (or video, or single crop) with the seeded hash
@@ -48,7 +55,9 @@ METADATA_FILE = "metadata.csv"
 DATASET_FILE = "dataset.json"
 SPLIT_ALIASES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 GENERIC_FAKE = "fake"
-TABLE_COLUMNS = ("path", "label", "method", "split", "video_id", "video_key", "group")
+TABLE_COLUMNS = ("path", "label", "method", "split", "video_id", "video_key", "group", "dataset")
+# DFDC-style per-video sources beside the class folders: a fake's ``original`` is its real video.
+SOURCES_FILE = "sources.csv"
 
 
 @dataclass
@@ -61,6 +70,8 @@ class FaceTable:
     source: str  # "metadata" or "folders"
     face: dict[str, Any] | None = None  # framing recorded by dfdetect extract
     carved_val: bool = False
+    # Each dataset's name and folder (one for a single --data); rows name theirs in ``dataset``.
+    roots: dict[str, Path] = field(default_factory=dict)
 
     def has_split(self, name: str) -> bool:
         return bool((self.frame["split"] == name).any())
@@ -69,9 +80,80 @@ class FaceTable:
     def has_videos(self) -> bool:
         return bool((self.frame["video_key"] != "").any())
 
+    @property
+    def dataset_names(self) -> list[str]:
+        return list(self.roots)
 
-def read_face_table(root: str | os.PathLike[str], val_fraction: float = 0.15, split_seed: int = 0) -> FaceTable:
-    """Read a metadata.csv (file or its folder) or an image-folder dataset."""
+
+def dataset_name(root: str | os.PathLike[str]) -> str:
+    """A dataset's short name: its folder's, or the parent's when the folder is a split (``ffpp_faces/train``)."""
+    path = Path(os.path.abspath(Path(root).expanduser()))
+    if path.suffix.lower() == ".csv":
+        path = path.parent
+    if path.name.lower() in SPLIT_ALIASES and path.parent.name:
+        return path.parent.name
+    return path.name or str(path)
+
+
+def as_roots(root: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None) -> list[str]:
+    """``data.root`` as a list: one dataset or several (``--data A --data B``)."""
+    if root is None:
+        return []
+    if isinstance(root, (str, os.PathLike)):
+        return [os.fspath(root)]
+    return [os.fspath(r) for r in root]
+
+
+def read_face_table(
+    root: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], val_fraction: float = 0.15, split_seed: int = 0
+) -> FaceTable:
+    """Read a metadata.csv (file or its folder) or an image-folder dataset; or several, each split apart."""
+    roots = as_roots(root)
+    if not roots:
+        raise DatasetError("no dataset given")
+    if len(roots) == 1:
+        return _read_one_table(roots[0], val_fraction, split_seed)
+    return _combine_tables([_read_one_table(r, val_fraction, split_seed) for r in roots])
+
+
+def _combine_tables(tables: list[FaceTable]) -> FaceTable:
+    """One table over several datasets; each keeps the validation split it carved itself."""
+    names: dict[str, Path] = {}
+    frames = []
+    for table in tables:
+        (name, root), = table.roots.items()
+        unique, k = name, 2
+        while unique in names:  # two folders of the same name
+            unique, k = f"{name}_{k}", k + 1
+        if any(table.root.resolve() == other.resolve() for other in names.values()):
+            raise UsageError(f"--data {table.root} is given twice")
+        names[unique] = root
+        frame = table.frame.copy()
+        frame["dataset"] = unique
+        # Groups are per dataset: two datasets' 'real/x.jpg' are different people.
+        frame["group"] = unique + ":" + frame["group"].astype(str)
+        frames.append(frame)
+    framings = {json.dumps(t.face, sort_keys=True) for t in tables}
+    if len(framings) > 1:
+        described = "; ".join(f"{n}: {t.face or 'not recorded'}" for n, t in zip(names, tables))
+        raise DatasetError(
+            f"the datasets were cropped with different face framings ({described}): a model records one framing "
+            "for inference, so train on data cropped the same way"
+        )
+    columns = list(dict.fromkeys(c for f in frames for c in f.columns))
+    frame = pd.concat([f.reindex(columns=columns, fill_value="") for f in frames], ignore_index=True)
+    return FaceTable(
+        frame=frame,
+        root=tables[0].root,
+        source="+".join(dict.fromkeys(t.source for t in tables)),
+        face=tables[0].face,
+        carved_val=any(t.carved_val for t in tables),
+        roots=names,
+    )
+
+
+def _read_one_table(root: str | os.PathLike[str], val_fraction: float, split_seed: int) -> FaceTable:
+    given = root
     root = Path(root).expanduser()
     if root.is_file() and root.suffix.lower() == ".csv":
         table = _read_metadata(root)
@@ -86,6 +168,9 @@ def read_face_table(root: str | os.PathLike[str], val_fraction: float = 0.15, sp
     if not table.has_split("val") and val_fraction > 0:
         table.frame = carve_val(table.frame, val_fraction, split_seed)
         table.carved_val = table.has_split("val")
+    name = dataset_name(given)
+    table.frame["dataset"] = name
+    table.roots = {name: table.root}
     return table
 
 
@@ -97,9 +182,12 @@ def data_fingerprint(table: FaceTable) -> str:
     re-makes its validation split instead of scoring the training crops.
     """
     frame = table.frame
+    several = len(table.roots) > 1
+    datasets = frame["dataset"] if several else [""] * len(frame)
     lines = sorted(
-        f"{Path(os.path.relpath(path, table.root)).as_posix()}\t{os.stat(path).st_size}\t{label}\t{method}\n"
-        for path, label, method in zip(frame["path"], frame["label"], frame["method"])
+        f"{name + ':' if several else ''}{Path(os.path.relpath(path, table.roots.get(name, table.root))).as_posix()}"
+        f"\t{os.stat(path).st_size}\t{label}\t{method}\n"
+        for path, label, method, name in zip(frame["path"], frame["label"], frame["method"], datasets)
     )
     return hashlib.sha256("".join(lines).encode("utf-8")).hexdigest()
 
@@ -222,7 +310,32 @@ def _read_folders(root: Path) -> FaceTable:
         for class_dir in classes:
             rows += _class_rows(class_dir, split, root)
     frame = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
+    sources = root / SOURCES_FILE
+    if sources.is_file() and not frame.empty:
+        frame["group"] = _source_groups(sources, frame)
     return FaceTable(frame=frame, root=root, source="folders", face=None)
+
+
+def _source_groups(csv_path: Path, frame: pd.DataFrame) -> list[str]:
+    """Each crop's identity group from DFDC's sources: a fake joins the real video it was made from.
+
+    Crops are matched by file stem (``abc.jpg`` is video ``abc.mp4``); a crop the file does not
+    name keeps its own group.
+    """
+    try:
+        raw = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise DatasetError(f"{csv_path}: cannot read ({exc})") from exc
+    missing = [c for c in ("videoname", "original") if c not in raw.columns]
+    if missing:
+        raise DatasetError(f"{csv_path}: lacks the column(s) {', '.join(missing)} (DFDC's videoname,...,original)")
+    stem = lambda name: Path(str(name).strip()).stem  # noqa: E731
+    source_of = {stem(v): stem(o) if str(o).strip() else stem(v) for v, o in zip(raw["videoname"], raw["original"])}
+    groups = []
+    for path, group in zip(frame["path"], frame["group"]):
+        source = source_of.get(Path(path).stem)
+        groups.append(f"source/{source}" if source else group)
+    return groups
 
 
 def _class_rows(class_dir: Path, split: str, root: Path) -> list[dict[str, str]]:
@@ -242,7 +355,7 @@ def _class_rows(class_dir: Path, split: str, root: Path) -> list[dict[str, str]]
             "path": str(path), "label": "real" if real else "fake", "method": method, "split": split,
             "video_id": video_id, "video_key": video_key,
             # Named relative to the root, so seeded splits do not depend on how --data is spelled.
-            "group": video_key or path.relative_to(root).as_posix(),
+            "group": video_key or path.relative_to(root).as_posix(), "dataset": "",
         })  # fmt: skip
     return rows
 
@@ -316,6 +429,23 @@ def balanced_subset(frame: pd.DataFrame, targets: np.ndarray, per_class: int, se
     return np.array(sorted(keep), dtype=np.int64)
 
 
+def balanced_per_dataset(
+    frame: pd.DataFrame, targets: np.ndarray, per_class: int | Callable[[str, int], int], seed: int
+) -> np.ndarray:
+    """:func:`balanced_subset` of each dataset apart (several datasets: each keeps its own classes).
+
+    ``per_class`` is a number or ``quota(dataset, rows)``.
+    """
+    datasets = frame["dataset"].to_numpy() if "dataset" in frame.columns else np.array([""] * len(frame))
+    parts = []
+    for dataset in dict.fromkeys(datasets.tolist()):
+        rows = np.flatnonzero(datasets == dataset)
+        n = per_class(dataset, len(rows)) if callable(per_class) else per_class
+        part = frame.iloc[rows].reset_index(drop=True)
+        parts.append(rows[balanced_subset(part, targets[rows], n, seed)])
+    return np.sort(np.concatenate(parts)) if parts else np.empty(0, np.int64)
+
+
 # --------------------------------------------------------------------------- splits
 
 
@@ -344,6 +474,11 @@ class SplitData:
 
     def method_counts(self) -> dict[str, int]:
         return {str(k): int(v) for k, v in self.frame["method"].value_counts().sort_index().items()}
+
+    def dataset_counts(self) -> dict[str, int]:
+        """Crops per dataset, in the order the datasets were given."""
+        names = self.frame["dataset"] if "dataset" in self.frame.columns else pd.Series([], dtype=str)
+        return {str(k): int(v) for k, v in names.value_counts(sort=False).items()}
 
 
 @dataclass
@@ -375,20 +510,23 @@ class DatasetSplits:
 
     def provenance(self) -> dict[str, Any]:
         """What a checkpoint or report records about the data."""
+        several = len(self.table.roots) > 1
         return {
             "data": str(self.table.root.resolve()),
+            **({"datasets": {n: str(r.resolve()) for n, r in self.table.roots.items()}} if several else {}),
             "fingerprint": self.fingerprint,
             "source": self.table.source,
             "carved_val": self.table.carved_val,
             **self.settings,
             "splits": {
-                name: {"crops": len(s), "methods": s.method_counts()} for name, s in self.splits.items() if len(s)
+                name: {"crops": len(s), "methods": s.method_counts(), **({"datasets": s.dataset_counts()} if several else {})}
+                for name, s in self.splits.items() if len(s)
             },
         }
 
 
 def load_splits(
-    root: str | os.PathLike[str],
+    root: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     *,
     task: str = "binary",
     labels: Sequence[str] | None = None,
@@ -398,7 +536,7 @@ def load_splits(
     compression: str | None = None,
     limit_per_class: int | None = None,
 ) -> DatasetSplits:
-    """Read ``root``, keep the chosen methods/compression, encode targets, subset.
+    """Read ``root`` (one dataset or a list), keep the chosen methods/compression, encode targets, subset.
 
     ``labels`` (a model's) wins over ``task``. ``limit_per_class`` keeps at most
     that many crops per class in ``train`` and the same proportion in the others.
@@ -420,7 +558,6 @@ def load_splits(
     labels = tuple(labels) if labels else task_labels(task, frame["method"].unique().tolist())
     targets = encode_targets(frame, labels)
     split_of = frame["split"].to_numpy()
-    train_rows = int((split_of == "train").sum())
     out = DatasetSplits(
         table=table,
         labels=labels,
@@ -437,10 +574,13 @@ def load_splits(
         mask = split_of == name
         sub, sub_targets = frame[mask].reset_index(drop=True), targets[mask]
         if limit_per_class and len(sub):
-            per_class = limit_per_class
-            if name != "train" and train_rows:
-                per_class = max(1, math.ceil(limit_per_class * len(sub) / train_rows))
-            keep = balanced_subset(sub, sub_targets, per_class, split_seed)
+            def quota(dataset: str, rows: int) -> int:
+                trained = int(((split_of == "train") & (frame["dataset"] == dataset).to_numpy()).sum())
+                if name != "train" and trained:
+                    return max(1, math.ceil(limit_per_class * rows / trained))
+                return limit_per_class
+
+            keep = balanced_per_dataset(sub, sub_targets, quota, split_seed)
             sub, sub_targets = sub.iloc[keep].reset_index(drop=True), sub_targets[keep]
         out.splits[name] = SplitData(name, sub, sub_targets)
     return out
@@ -535,16 +675,40 @@ class EpochBatchSampler:
         rank: int = 0,
         world_size: int = 1,
         max_steps: int | None = None,
+        strata: np.ndarray | None = None,
+        shares: Sequence[float] | None = None,
     ):
         self.size, self.batch_size, self.shuffle, self.seed = size, batch_size, shuffle, seed
         self.rank, self.world_size, self.max_steps = rank, world_size, max_steps
         self.epoch = 0
+        # Datasets mixed in fixed shares: stratum k gives round(shares[k] * size) draws an epoch,
+        # cycling through its own permutations (a small dataset is seen more than once).
+        self.strata = None
+        if strata is not None and shares is not None:
+            strata = np.asarray(strata)
+            total = float(sum(shares))
+            self.strata = [np.flatnonzero(strata == k) for k in range(len(shares))]
+            counts = [int(round(size * w / total)) if len(m) else 0 for w, m in zip(shares, self.strata)]
+            self.draws = counts
+            self.size = sum(counts)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def _stratified(self, g: torch.Generator) -> list[int]:
+        picked = []
+        for members, draws in zip(self.strata, self.draws):
+            cycles = math.ceil(draws / len(members)) if draws else 0
+            cycle = [members[torch.randperm(len(members), generator=g).numpy()] for _ in range(cycles)]
+            picked.append(np.concatenate(cycle)[:draws] if cycle else np.empty(0, np.int64))
+        everything = np.concatenate(picked)
+        return everything[torch.randperm(len(everything), generator=g).numpy()].tolist()
+
     def _indices(self) -> list[int]:
-        if self.shuffle:
+        if self.strata is not None:
+            g = torch.Generator().manual_seed(batch_seed(self.seed, self.epoch, 0, stream=1))
+            order = self._stratified(g)
+        elif self.shuffle:
             g = torch.Generator().manual_seed(batch_seed(self.seed, self.epoch, 0, stream=1))
             order = torch.randperm(self.size, generator=g).tolist()
         else:

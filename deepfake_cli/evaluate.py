@@ -28,7 +28,8 @@ from deepfake_cli.checkpoint import load_checkpoint, save_checkpoint
 from deepfake_cli.classifier import FaceClassifier
 from deepfake_cli.config import save_resolved_config
 from deepfake_cli.datasets import (
-    DatasetSplits, SplitData, balanced_subset, crop_digests, data_fingerprint, load_crops, load_splits, read_face_table,
+    DatasetSplits, SplitData, as_roots, balanced_per_dataset, crop_digests, data_fingerprint, load_crops, load_splits,
+    read_face_table,
 )
 from deepfake_cli.errors import DatasetError, UsageError
 from deepfake_cli.faces import FaceFraming
@@ -87,7 +88,7 @@ class EvalData:
                 raise DatasetError(f"{self.splits.table.root}: every crop of the {name} split was used to train this model")
             split = SplitData(split.name, split.frame[unseen].reset_index(drop=True), split.targets[unseen])
         if self.limit_per_class:
-            keep = balanced_subset(split.frame, split.targets, self.limit_per_class, self.splits.settings["split_seed"])
+            keep = balanced_per_dataset(split.frame, split.targets, self.limit_per_class, self.splits.settings["split_seed"])
             split = SplitData(split.name, split.frame.iloc[keep].reset_index(drop=True), split.targets[keep])
         return split
 
@@ -136,9 +137,16 @@ def _pick_split(classifier: FaceClassifier, root: str | os.PathLike[str], cfg, s
     meta = classifier.checkpoint_meta
     provenance = meta.get("provenance") or {}
     trained_on, fingerprint = provenance.get("data"), provenance.get("fingerprint")
-    given = Path(root).expanduser().resolve()
-    folder = given.parent if given.is_file() else given  # a metadata.csv stands for its folder
-    same_path = trained_on is not None and Path(trained_on) == folder
+    # A model trained on several datasets knows each one's folder: any of them, alone or together,
+    # is data it was trained on, and each re-makes its own carve-out.
+    trained_folders = {Path(p) for p in (provenance.get("datasets") or {}).values()} or (
+        {Path(trained_on)} if trained_on is not None else set()
+    )
+    folders = set()
+    for one in as_roots(root):
+        given = Path(one).expanduser().resolve()
+        folders.add(given.parent if given.is_file() else given)  # a metadata.csv stands for its folder
+    same_path = bool(trained_folders) and folders <= trained_folders
     same_data = same_path or (trained_on is not None and _same_crops(fingerprint, root))
     dc = cfg.data
     val_fraction, split_seed = dc.val_fraction, dc.split_seed
@@ -176,7 +184,7 @@ def _pick_split(classifier: FaceClassifier, root: str | os.PathLike[str], cfg, s
     return EvalData(splits, "all", "no test split and the model was not trained on this data: every crop", limit, notes=notes)
 
 
-def _same_crops(fingerprint: str | None, root: str | os.PathLike[str]) -> bool:
+def _same_crops(fingerprint: str | None, root) -> bool:
     """Whether the crops under ``root`` are the ones a checkpoint's fingerprint names (a moved or copied dataset)."""
     if not fingerprint:
         return False
@@ -236,7 +244,29 @@ def build_report(
         }
     keys = frame["video_key"].to_numpy() if "video_key" in frame.columns else np.array([""] * len(frame))
     report["video"] = video_metrics(video_scores(keys, y_fake, p_fake), threshold)
+    report["per_dataset"] = per_dataset(frame, y_fake, p_fake, threshold)
     return report
+
+
+def per_dataset(frame: pd.DataFrame, y_fake: np.ndarray, p_fake: np.ndarray, threshold: float) -> list[dict[str, Any]] | None:
+    """Each dataset's own figures when several were scored together (None for one)."""
+    if "dataset" not in frame.columns:
+        return None
+    names = list(dict.fromkeys(frame["dataset"].tolist()))
+    if len(names) < 2:
+        return None
+    datasets = frame["dataset"].to_numpy()
+    methods = frame["method"].to_numpy()
+    rows = []
+    for name in names:
+        mine = datasets == name
+        m = binary_metrics(y_fake[mine], p_fake[mine], threshold)
+        rows.append({
+            "dataset": name,
+            **{k: m[k] for k in ("n", "reals", "fakes", "auc", "average_precision", "eer", "accuracy", "balanced_accuracy")},
+            "per_method": per_method(methods[mine], y_fake[mine], p_fake[mine], threshold),
+        })  # fmt: skip
+    return rows
 
 
 def roc_curves(frame: pd.DataFrame, probs: np.ndarray, labels: Sequence[str]) -> list[tuple[str, np.ndarray, np.ndarray, float | None]]:
@@ -366,6 +396,17 @@ def report_markdown(report: dict[str, Any]) -> str:
     lines += ["## Per method (AUC against all reals)", "", "| method | crops | AUC | called fake | mean p_fake |", "|---|---|---|---|---|"]
     for row in report["per_method"]:
         lines.append(f"| {row['method']} | {row['n']} | {_f(row['auc'])} | {_f(row['called_fake'])} | {_f(row['mean_p_fake'])} |")
+    if report.get("per_dataset"):
+        lines += ["", "## Per dataset", "", "| dataset | crops | real | fake | AUC | AP | EER | accuracy | balanced accuracy |",
+                  "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for row in report["per_dataset"]:
+            lines.append(f"| {row['dataset']} | {row['n']} | {row['reals']} | {row['fakes']} | {_f(row['auc'])} | "
+                         f"{_f(row['average_precision'])} | {_f(row['eer'])} | {_f(row['accuracy'])} | {_f(row['balanced_accuracy'])} |")  # fmt: skip
+        for row in report["per_dataset"]:
+            lines += ["", f"Methods of {row['dataset']} (AUC against its reals):", "",
+                      "| method | crops | AUC | called fake | mean p_fake |", "|---|---|---|---|---|"]  # fmt: skip
+            for m in row["per_method"]:
+                lines.append(f"| {m['method']} | {m['n']} | {_f(m['auc'])} | {_f(m['called_fake'])} | {_f(m['mean_p_fake'])} |")
     if report.get("video"):
         v = report["video"]
         lines += ["", "## Video level", "", f"{v['videos']} videos ({v['fake_videos']} fake).", "",
@@ -397,7 +438,7 @@ def update_checkpoint_threshold(path: str | os.PathLike[str], threshold: float, 
 def evaluate(
     model_path: str | os.PathLike[str],
     cfg,
-    data_root: str | os.PathLike[str],
+    data_root: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str],
     *,
     device: Any = "cpu",
@@ -466,7 +507,7 @@ def evaluate(
         y_fake = (val.frame["label"].to_numpy() == "fake").astype(np.int64)
         chosen = choose_threshold(y_fake, 1.0 - val_probs[:, classifier.real_index], method)
         source = f"chosen on the val split ({method}) and written into the checkpoint"
-        threshold_info = {"source": "val", "method": method, "data": str(Path(data_root).resolve()), "crops": len(val)}
+        threshold_info = {"source": "val", "method": method, "data": _root_names(data_root), "crops": len(val)}
         update_checkpoint_threshold(model_path, chosen, threshold_info)
         say(f"threshold {chosen:.4f} ({method} on {len(val)} val crops) written into {model_path}")
     else:
@@ -479,7 +520,8 @@ def evaluate(
     report = {
         "model": {**classifier.describe(), "path": str(model_path)},
         "data": {
-            "root": str(Path(data_root).resolve()),
+            "root": _root_names(data_root),
+            **({"datasets": rows.dataset_counts()} if len(as_roots(data_root)) > 1 else {}),
             "split": data.split,
             "split_reason": data.reason,
             "crops": len(rows),
@@ -497,10 +539,19 @@ def evaluate(
     return report
 
 
+def _root_names(data_root) -> str | list[str]:
+    """The data's folder, or the list of them for several datasets."""
+    roots = [str(Path(r).resolve()) for r in as_roots(data_root)]
+    return roots[0] if len(roots) == 1 else roots
+
+
 def summary_line(report: dict[str, Any]) -> str:
     fr = report["frame"]
-    return (
+    line = (
         f"{fr['n']} crops: AUC {_f(fr['auc'])}, accuracy {_f(fr['accuracy'])}, EER {_f(fr['eer'])}, "
         f"F1 {_f(fr['f1'])} at threshold {report['threshold']:.4f}"
     )
+    for row in report.get("per_dataset") or []:
+        line += f"; {row['dataset']}: AUC {_f(row['auc'])}, accuracy {_f(row['accuracy'])} ({row['n']} crops)"
+    return line
 

@@ -48,6 +48,13 @@ def plot_training_curves(history: Sequence[Mapping[str, Any]], path: str | os.Pa
         x, y = _series(history, key)
         if x:
             ax_acc.plot(x, y, style, label=label)
+    # Several datasets: each one's validation AUC as well.
+    names = dict.fromkeys(n for r in history for n in (r.get("val_datasets") or {}))
+    for name in names:
+        points = [(r["epoch"], r["val_datasets"][name]["auc"]) for r in history
+                  if (r.get("val_datasets") or {}).get(name, {}).get("auc") is not None]
+        if points:
+            ax_acc.plot(*zip(*points), "x:", label=f"val AUC {name}")
     ax_acc.set(title="Accuracy", xlabel="epoch", ylabel="accuracy / AUC", ylim=(0, 1.02))
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)

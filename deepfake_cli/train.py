@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from deepfake_cli.checkpoint import build_checkpoint, load_checkpoint, save_checkpoint
 from deepfake_cli.config import Config, DataConfig, save_resolved_config
-from deepfake_cli.datasets import AugmentedBatches, DatasetSplits, EpochBatchSampler, FaceCrops, load_splits
+from deepfake_cli.datasets import AugmentedBatches, DatasetSplits, EpochBatchSampler, FaceCrops, as_roots, load_splits
 from deepfake_cli.distributed import (
     DistContext,
     all_reduce_sum,
@@ -58,7 +58,7 @@ from deepfake_cli.transforms import build_eval_transform, build_train_transform,
 HEAD_MODULES = ("fc", "classifier", "head")
 # Options that may differ when a run is resumed; everything else comes from its last.pt.
 RESUME_OVERRIDES = ("train.epochs", "runtime.device", "runtime.num_threads", "train.workers")
-SELECT_HIGHER_IS_BETTER = {"auc": True, "accuracy": True, "loss": False}
+SELECT_HIGHER_IS_BETTER = {"auc": True, "auc_mean": True, "accuracy": True, "loss": False}
 
 
 class TrainReporter:
@@ -127,7 +127,7 @@ def config_for_resume(last_pt: str | Path, overrides: Mapping[str, Any] | None =
 
 def train(cfg: Config, *, resume: str | Path | None = None, reporter: TrainReporter | None = None) -> TrainResult:
     """Train ``cfg.model.arch`` on ``cfg.data.root``; under torchrun, one process per rank."""
-    if not cfg.data.root:
+    if not as_roots(cfg.data.root):
         raise UsageError("no training data: pass --data (a metadata.csv from 'dfdetect extract' or an image folder)")
     configure_threads(cfg.runtime.num_threads)
     device = resolve_device(cfg.runtime.device)
@@ -214,15 +214,18 @@ class Trainer:
                 self.val_crops = FaceCrops(val_split.paths, self.input_size, tc.cache_max_mb, threads, advance)
 
         # Optimisation -----------------------------------------------------------
+        self.dataset_names = self.data.table.dataset_names
+        strata, shares = self._dataset_shares()
         self.sampler = EpochBatchSampler(
             len(train_split), tc.batch_size, shuffle=True, seed=cfg.runtime.seed,
             rank=ctx.rank, world_size=ctx.world_size, max_steps=tc.max_steps_per_epoch,
+            strata=strata, shares=shares,
         )  # fmt: skip
         self.steps_per_epoch = len(self.sampler)
         self.head_names, self.backbone_names = _split_head(self.model)
         self.optimizer = self._optimizer()
         self.scheduler = self._scheduler()
-        counts = train_split.class_counts(self.num_classes)
+        counts = self._drawn_class_counts(strata, shares)
         self.class_weights = _class_weights(counts) if tc.class_weighted else None
         weight = None if self.class_weights is None else torch.tensor(self.class_weights, dtype=torch.float32, device=device)
         self.criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=tc.label_smoothing)
@@ -287,6 +290,35 @@ class Trainer:
             "fresh_tensors": fresh,
             "provenance": ckpt.get("provenance") or {},
         }
+
+    def _dataset_shares(self) -> tuple[np.ndarray | None, list[float] | None]:
+        """Each train crop's dataset index and the datasets' shares of an epoch (None: drawn by size)."""
+        weights = self.cfg.train.dataset_weights
+        if not weights:
+            return None, None
+        names = self.dataset_names
+        if len(weights) != len(names):
+            raise UsageError(
+                f"--dataset-weights gives {len(weights)} weight(s) for {len(names)} dataset(s) ({', '.join(names)})"
+            )
+        if any(w < 0 for w in weights) or sum(weights) <= 0:
+            raise UsageError("--dataset-weights must be >= 0 and not all 0")
+        index = {n: k for k, n in enumerate(names)}
+        strata = self.train_split.frame["dataset"].map(index).to_numpy()
+        return strata, [float(w) for w in weights]
+
+    def _drawn_class_counts(self, strata: np.ndarray | None, shares: list[float] | None) -> np.ndarray:
+        """Class counts as an epoch draws them: class weights balance what the model sees."""
+        split = self.train_split
+        if strata is None:
+            return split.class_counts(self.num_classes)
+        counts = np.zeros(self.num_classes, dtype=np.float64)
+        for k, draws in enumerate(self.sampler.draws):
+            members = strata == k
+            if members.any():
+                own = np.bincount(split.targets[members], minlength=self.num_classes)
+                counts += own * (draws / members.sum())
+        return counts
 
     def _framing(self) -> FaceFraming:
         """dataset.json's framing for extracted data; the config's (--margin/--square) for image folders."""
@@ -384,6 +416,10 @@ class Trainer:
     def _describe(self) -> None:
         tr, va = self.train_split, self.val_split
         counts = ", ".join(f"{m} {n}" for m, n in tr.method_counts().items())
+        if len(self.dataset_names) > 1:
+            counts += "; " + ", ".join(f"{d} {n}" for d, n in tr.dataset_counts().items())
+            if self.sampler.strata is not None:
+                counts += " (drawn an epoch: " + ", ".join(f"{d} {n}" for d, n in zip(self.dataset_names, self.sampler.draws)) + ")"
         cache = "in memory" if self.train_crops.cached else "read per batch"
         self.reporter.message(
             f"{self.cfg.model.arch} at {self.input_size}px, {self.num_classes} classes ({', '.join(self.labels)}); "
@@ -555,13 +591,35 @@ class Trainer:
         y_fake = (targets != self.real).astype(np.int64)
         p_fake = 1.0 - probs[:, self.real]
         binary = binary_metrics(y_fake, p_fake, 0.5)
-        return {
+        record = {
             "val_loss": float(scores["loss"].mean()),
             "val_acc": float((probs.argmax(1) == targets).mean()),
             "val_auc": binary["auc"],
             "val_ap": binary["average_precision"],
             "val_eer": binary["eer"],
         }
+        if len(self.dataset_names) > 1:
+            per = {}
+            datasets = self.val_split.frame["dataset"].to_numpy()
+            for name in self.dataset_names:
+                mine = datasets == name
+                if not mine.any():
+                    continue
+                m = binary_metrics(y_fake[mine], p_fake[mine], 0.5)
+                per[name] = {
+                    "crops": int(mine.sum()),
+                    "loss": float(scores["loss"][mine].mean()),
+                    "acc": float((probs[mine].argmax(1) == targets[mine]).mean()),
+                    "auc": m["auc"],
+                    "ap": m["average_precision"],
+                    "eer": m["eer"],
+                }
+            record["val_datasets"] = per
+            aucs = [v["auc"] for v in per.values() if v["auc"] is not None]
+            record["val_auc_mean"] = float(np.mean(aucs)) if len(aucs) == len(per) and aucs else None
+        else:
+            record["val_auc_mean"] = binary["auc"]
+        return record
 
     def _improved(self, value: float | None) -> bool:
         if self.val_crops is None:
@@ -584,12 +642,21 @@ class Trainer:
         p_fake = 1.0 - scores["probs"][:, self.real]
         threshold = choose_threshold(y_fake, p_fake, method)
         at = binary_metrics(y_fake, p_fake, threshold)
-        return threshold, {
+        info = {
             "threshold_method": method,
             "threshold_split": "val",
             "val_accuracy_at_threshold": at["accuracy"],
             "val_balanced_accuracy_at_threshold": at["balanced_accuracy"],
         }
+        if len(self.dataset_names) > 1:
+            datasets = self.val_split.frame["dataset"].to_numpy()
+            info["val_datasets_at_threshold"] = {
+                name: {k: m[k] for k in ("accuracy", "balanced_accuracy", "recall", "specificity")}
+                for name in self.dataset_names
+                if (datasets == name).any()
+                for m in [binary_metrics(y_fake[datasets == name], p_fake[datasets == name], threshold)]
+            }
+        return threshold, info
 
     def _checkpoint(self, record: Mapping[str, Any], scores, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
         threshold, info = self._threshold(scores)
@@ -659,7 +726,7 @@ class Trainer:
 
 
 def _metric_key(select: str) -> str:
-    return {"auc": "val_auc", "accuracy": "val_acc", "loss": "val_loss"}[select]
+    return {"auc": "val_auc", "auc_mean": "val_auc_mean", "accuracy": "val_acc", "loss": "val_loss"}[select]
 
 
 def _check_input_size(model: nn.Module, arch: str, size: int, device: torch.device) -> None:

@@ -14,6 +14,8 @@ SHARED_REASON = f"real data folder {SHARED} is absent (see ../shared/README.md);
 
 FFPP_C23 = SHARED / "data" / "ffpp_c23"
 FFPP_FACES = SHARED / "data" / "ffpp_faces" / "train"
+DFDC_FACES = SHARED / "data" / "dfdc_faces"
+TORCHVISION_WEIGHTS = SHARED / "weights" / "torchvision"
 PHOTOS = SHARED / "data" / "photos" / "faces"
 MESONET_PHOTOS = SHARED / "data" / "photos" / "mesonet"
 MULTIFACE_VIDEO = SHARED / "data" / "videos" / "facenet_example.mp4"

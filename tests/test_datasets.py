@@ -296,3 +296,113 @@ def test_augmented_batches_do_not_depend_on_the_worker():
     b, tb = ds[(2, 1, [0, 3, 4])]
     assert torch.equal(a, b) and ta.tolist() == [0, 1, 0]
     assert batch_seed(7, 2, 1) != batch_seed(7, 2, 2) != batch_seed(7, 3, 1)
+
+
+# --------------------------------------------------------------------------- several datasets, DFDC sources
+
+
+def _dfdc_like(root: Path, pairs: int = 12) -> Path:
+    """real/<r>.jpg and fake/<f>.jpg with a sources.csv naming each fake's real video."""
+    lines = ["videoname,original_width,original_height,label,original"]
+    for i in range(pairs):
+        _image(root / "real" / f"r{i:02d}.jpg", 1000 + i)
+        lines.append(f"r{i:02d}.mp4,64,64,REAL,")
+        for j in range(2):
+            _image(root / "fake" / f"f{i:02d}{j}.jpg", 2000 + 10 * i + j)
+            lines.append(f"f{i:02d}{j}.mp4,64,64,FAKE,r{i:02d}.mp4")
+    (root / "sources.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_dfdc_sources_group_each_fake_with_its_real_video(tmp_path):
+    root = _dfdc_like(tmp_path / "dfdc_faces")
+    table = read_face_table(root, val_fraction=0.3, split_seed=1)
+    frame = table.frame
+    assert len(frame) == 36 and frame["group"].nunique() == 12
+    stem = frame["path"].map(lambda p: Path(p).stem)
+    source = stem.str.slice(1, 3)  # r07 and f070/f071 share "07"
+    assert (frame.groupby(source)["group"].nunique() == 1).all()
+    # Identity-disjoint: no source video on both sides of the carved split.
+    assert (frame.groupby("group")["split"].nunique() == 1).all()
+    assert set(frame["split"]) == {"train", "val"}
+
+
+def test_dfdc_sources_missing_columns_is_a_dataset_error(tmp_path):
+    root = tmp_path / "d"
+    _image(root / "real" / "a.jpg", 1)
+    _image(root / "fake" / "b.jpg", 2)
+    (root / "sources.csv").write_text("name,label\na.mp4,REAL\n")
+    with pytest.raises(DatasetError, match="videoname"):
+        read_face_table(root)
+
+
+def test_shared_dfdc_split_is_identity_disjoint():
+    from conftest import DFDC_FACES
+
+    need_shared(DFDC_FACES)
+    table = read_face_table(DFDC_FACES, val_fraction=0.15, split_seed=0)
+    frame = table.frame
+    assert len(frame) == 23957 and table.dataset_names == ["dfdc_faces"]
+    assert (frame.groupby("group")["split"].nunique() == 1).all()
+    val = frame[frame["split"] == "val"]
+    assert 0.12 < len(val) / len(frame) < 0.18 and set(val["label"]) == {"real", "fake"}
+
+
+def test_several_datasets_keep_their_own_splits_and_names(tmp_path):
+    a = tmp_path / "ffpp_like" / "train"
+    for i in range(20):
+        _image(a / "youtube" / f"{i}.jpg", i)
+        _image(a / "Deepfakes" / f"{i}.jpg", 100 + i)
+    b = _dfdc_like(tmp_path / "dfdc_like")
+    alone_a = read_face_table(a, 0.2, 0)
+    alone_b = read_face_table(b, 0.2, 0)
+    both = read_face_table([a, b], 0.2, 0)
+    assert both.dataset_names == ["ffpp_like", "dfdc_like"]
+    assert len(both.frame) == len(alone_a.frame) + len(alone_b.frame)
+    for name, alone in (("ffpp_like", alone_a), ("dfdc_like", alone_b)):
+        part = both.frame[both.frame["dataset"] == name]
+        # Each dataset is split exactly as it would be alone.
+        assert part["split"].tolist() == alone.frame["split"].tolist()
+        assert part["path"].tolist() == alone.frame["path"].tolist()
+    splits = load_splits([a, b], val_fraction=0.2)
+    assert set(splits["val"].dataset_counts()) == {"ffpp_like", "dfdc_like"}
+    prov = splits.provenance()
+    assert set(prov["datasets"]) == {"ffpp_like", "dfdc_like"}
+    assert set(prov["splits"]["train"]["datasets"]) == {"ffpp_like", "dfdc_like"}
+    assert data_fingerprint(both) != data_fingerprint(alone_a)
+    with pytest.raises(UsageError, match="twice"):
+        read_face_table([a, a])
+
+
+def test_datasets_with_different_framings_are_refused(tmp_path):
+    a = tmp_path / "a"
+    for i in range(3):
+        _image(a / "real" / f"{i}.jpg", i)
+        _image(a / "fake" / f"{i}.jpg", 10 + i)
+    b = tmp_path / "b"
+    rows = ["path,label"]
+    for i in range(3):
+        _image(b / f"{i}.jpg", 20 + i)
+        rows.append(f"{i}.jpg,{'real' if i % 2 else 'fake'}")
+    (b / "metadata.csv").write_text("\n".join(rows) + "\n")
+    (b / "dataset.json").write_text(json.dumps({"face": {"margin": 0.3, "square": True}}))
+    with pytest.raises(DatasetError, match="framings"):
+        read_face_table([a, b])
+
+
+def test_sampler_draws_each_stratum_its_share():
+    strata = np.array([0] * 10 + [1] * 90)
+    sampler = EpochBatchSampler(100, 10, seed=3, strata=strata, shares=[1, 1])
+    assert sampler.draws == [50, 50] and len(sampler) == 10
+    drawn = [i for _, _, batch in sampler for i in batch]
+    assert len(drawn) == 100
+    small = [i for i in drawn if i < 10]
+    assert len(small) == 50 and set(small) == set(range(10))
+    # Each cycle through the small stratum is a permutation: every crop 5 times.
+    assert all(small.count(i) == 5 for i in range(10))
+    big = [i for i in drawn if i >= 10]
+    assert len(big) == len(set(big)) == 50
+    again = [i for _, _, batch in EpochBatchSampler(100, 10, seed=3, strata=strata, shares=[1, 1]) for i in batch]
+    assert again == drawn
+    sampler.set_epoch(1)
+    assert [i for _, _, batch in sampler for i in batch] != drawn

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import FFPP_FACES, REPO, need_shared
+from conftest import DFDC_FACES, FFPP_FACES, REPO, need_shared
 from deepfake_cli.checkpoint import load_checkpoint
 from deepfake_cli.config import load_config
 from deepfake_cli.labels import MULTICLASS_LABELS
@@ -237,3 +237,54 @@ def test_init_starts_from_a_checkpoints_weights_and_records_it(tmp_path):
                                    "train.max_steps_per_epoch": 1})
     fresh = load_checkpoint(train(multiclass).best)["provenance"]["init"]["fresh_tensors"]
     assert fresh and all(name.startswith(fresh[0].split(".")[0]) for name in fresh)
+
+
+def test_two_real_datasets_report_per_dataset_validation(tmp_path):
+    """FF++ and DFDC crops at once: each split on its own, drawn in shares, validated apart."""
+    need_shared(FFPP_FACES, DFDC_FACES)
+    cfg = _cfg(tmp_path, **{
+        "data.root": [str(FFPP_FACES), str(DFDC_FACES)], "train.epochs": 2, "data.limit_per_class": 48,
+        "train.dataset_weights": [1.0, 1.0], "train.select_metric": "auc_mean", "face.square": True,
+    })  # fmt: skip
+    result = train(cfg)
+    lines = [json.loads(l) for l in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [l["epoch"] for l in lines] == [1, 2]
+    for line in lines:
+        per = line["val_datasets"]
+        assert list(per) == ["ffpp_faces", "dfdc_faces"]
+        assert all(0.0 <= per[n]["auc"] <= 1.0 and per[n]["crops"] > 0 for n in per)
+        assert line["val_auc_mean"] == pytest.approx((per["ffpp_faces"]["auc"] + per["dfdc_faces"]["auc"]) / 2)
+        assert sum(per[n]["crops"] for n in per) == load_checkpoint(result.last)["provenance"]["splits"]["val"]["crops"]
+    best = load_checkpoint(result.best)
+    assert best["metrics"]["select_metric"] == "auc_mean"
+    assert set(best["metrics"]["val_datasets"]) == {"ffpp_faces", "dfdc_faces"}
+    assert set(best["metrics"]["val_datasets_at_threshold"]) == {"ffpp_faces", "dfdc_faces"}
+    prov = best["provenance"]
+    assert set(prov["datasets"]) == {"ffpp_faces", "dfdc_faces"}
+    train_counts = prov["splits"]["train"]["datasets"]
+    assert set(train_counts) == {"ffpp_faces", "dfdc_faces"} and all(n > 0 for n in train_counts.values())
+    # Equal shares: each dataset gives half of an epoch's draws, whatever its size.
+    assert (result.run_dir / "curves.png").stat().st_size > 0
+    assert best["preprocessing"]["face"]["margin"] == 0.0 and best["preprocessing"]["face"]["square"] is True
+
+    # evaluate: both datasets at once report each one; either alone is its own validation split.
+    from deepfake_cli.evaluate import evaluate
+
+    cfg = cfg.replace({"data.limit_per_class": 20})  # 20 real + 20 fake of each dataset's val split
+    report = evaluate(result.best, cfg, [str(FFPP_FACES), str(DFDC_FACES)], tmp_path / "ev")
+    assert report["data"]["split"] == "val"
+    per = {row["dataset"]: row for row in report["per_dataset"]}
+    assert list(per) == ["ffpp_faces", "dfdc_faces"]
+    assert all(per[n]["reals"] == per[n]["fakes"] == 20 and 0 <= per[n]["auc"] <= 1 for n in per)
+    assert "## Per dataset" in (tmp_path / "ev" / "report.md").read_text()
+    alone = evaluate(result.best, cfg, str(DFDC_FACES), tmp_path / "ev_dfdc")
+    assert alone["data"]["split"] == "val" and alone["per_dataset"] is None
+    assert alone["frame"]["auc"] == pytest.approx(per["dfdc_faces"]["auc"])
+
+
+def test_dataset_weights_must_match_the_datasets(tmp_path):
+    from deepfake_cli.errors import UsageError
+
+    need_shared(FFPP_FACES)
+    with pytest.raises(UsageError, match="1 dataset"):
+        train(_cfg(tmp_path, **{"train.dataset_weights": [1.0, 2.0], "train.epochs": 1, "data.limit_per_class": 8}))

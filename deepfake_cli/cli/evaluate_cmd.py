@@ -29,7 +29,7 @@ EVALUATE_EPILOG = (
 
 def evaluate(
     model: Optional[str] = ModelOption,
-    data: Optional[str] = typer.Option(None, "--data", "-d", help="metadata.csv from 'dfdetect extract' (or its folder), or an image folder <root>/<split?>/<class>/."),
+    data: Optional[list[str]] = typer.Option(None, "--data", "-d", help="metadata.csv from 'dfdetect extract' (or its folder), or an image folder <root>/<split?>/<class>/; repeat for several datasets (reported apart and together)."),
     split: str = typer.Option("auto", "--split", help="auto (test, else the model's own val split, else all), all, train, val or test."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report folder (default runs/evaluate/exp, auto-numbered)."),
     threshold: Optional[float] = typer.Option(None, "--threshold", "-t", help="Decision threshold on p_fake (default: the checkpoint's)."),
@@ -57,7 +57,7 @@ def evaluate(
         cfg = build_config(
             config,
             {
-                "data.root": data,
+                "data.root": (data[0] if len(data) == 1 else list(data)) if data else None,
                 "data.methods": methods,
                 "data.limit_per_class": limit_per_class,
                 "data.val_fraction": val_fraction,

@@ -18,7 +18,8 @@ TRAIN_EPILOG = (
 
 
 def train(
-    data: Optional[str] = typer.Option(None, "--data", "-d", help="metadata.csv from 'dfdetect extract' (or its folder), or an image folder <root>/<split?>/<class>/."),
+    data: Optional[list[str]] = typer.Option(None, "--data", "-d", help="metadata.csv from 'dfdetect extract' (or its folder), or an image folder <root>/<split?>/<class>/; repeat for several datasets (each split on its own, reported apart)."),
+    dataset_weights: Optional[str] = typer.Option(None, "--dataset-weights", help="Comma-separated share of each --data in an epoch's draws (default: by size)."),
     arch: Optional[str] = typer.Option(None, "--arch", "-a", help="Architecture (see 'dfdetect models list'); default resnet18."),
     task: Optional[str] = typer.Option(None, "--task", help="binary (real vs fake) or multiclass (original + each method)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="Epochs (default 10)."),
@@ -30,7 +31,7 @@ def train(
     warmup_epochs: Optional[float] = typer.Option(None, "--warmup-epochs", help="Linear learning-rate warm-up, in epochs."),
     label_smoothing: Optional[float] = typer.Option(None, "--label-smoothing", help="Label smoothing of the cross-entropy (default 0)."),
     class_weights: Optional[bool] = typer.Option(None, "--class-weights/--no-class-weights", help="Weight classes by N / (K * N_c) (default on)."),
-    select_metric: Optional[str] = typer.Option(None, "--select-metric", help="Validation metric that picks best.pt: auc, accuracy or loss."),
+    select_metric: Optional[str] = typer.Option(None, "--select-metric", help="Validation metric that picks best.pt: auc, auc_mean (mean of the datasets' AUCs), accuracy or loss."),
     threshold_method: Optional[str] = typer.Option(None, "--threshold-method", help="best.pt's threshold on the validation split: eer, youden or fixed (0.5)."),
     freeze_epochs: Optional[int] = typer.Option(None, "--freeze-epochs", help="Train only the head for this many epochs first."),
     unfreeze_fraction: Optional[float] = typer.Option(None, "--unfreeze-fraction", help="Top fraction of the backbone trained after the frozen epochs."),
@@ -66,7 +67,7 @@ def train(
     Writes runs/train/<name>/: config.json, metrics.jsonl, curves.png, best.pt, last.pt.
     """
     overrides: dict[str, Any] = {
-        "data.root": data,
+        "data.root": (data[0] if len(data) == 1 else list(data)) if data else None,
         "data.task": task,
         "data.val_fraction": val_fraction,
         "data.split_seed": split_seed,
@@ -98,6 +99,7 @@ def train(
         "train.channels_last": channels_last,
         "train.cpu_amp": cpu_amp,
         "train.max_steps_per_epoch": max_steps_per_epoch,
+        "train.dataset_weights": dataset_weights,
         "train.name": name,
         "train.out_dir": project,
         "face.margin": margin,
@@ -176,6 +178,9 @@ class RichTrainReporter:
             f"{'  [green]best[/]' if record.get('best') else ''}",
             soft_wrap=True,
         )
+        for name, m in (record.get("val_datasets") or {}).items():
+            auc = "n/a" if m.get("auc") is None else f"{m['auc']:.4f}"
+            stderr.print(f"  val {name}: auc {auc} acc {m['acc']:.3f} loss {m['loss']:.4f} ({m['crops']} crops)", soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -67,3 +67,20 @@ def efficientnet_b0(num_classes: int = 2, pretrained: bool = False, dropout: flo
     model = _build(tvm.efficientnet_b0, weights, "efficientnet_b0")
     model.classifier = nn.Sequential(nn.Dropout(dropout, inplace=True), nn.Linear(1280, num_classes))
     return model
+
+
+@register_model(
+    input_size=224,
+    gradcam_layer="features.18",
+    pretrained_source="torchvision MobileNet_V2_Weights.IMAGENET1K_V1",
+    imagenet=True,
+    params=2_226_434,
+)
+def mobilenet_v2(num_classes: int = 2, pretrained: bool = False, dropout: float = 0.2, **kwargs) -> nn.Module:
+    """torchvision MobileNetV2 with a new 1280 -> num_classes head (the default detector's backbone)."""
+    import torchvision.models as tvm
+
+    weights = _imagenet(tvm.MobileNet_V2_Weights.IMAGENET1K_V1, "mobilenet_v2", pretrained)
+    model = _build(tvm.mobilenet_v2, weights, "mobilenet_v2")
+    model.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(model.last_channel, num_classes))
+    return model

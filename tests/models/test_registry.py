@@ -10,6 +10,7 @@ EXPECTED_PARAMS = {
     "cnn": 8_494_658,
     "cnn_small": 1_109_282,
     "resnet18": 11_177_538,
+    "mobilenet_v2": 2_226_434,
     # MesoNet's published Keras models have 27,977 / 28,615 params with one
     # sigmoid output; our two-logit head adds exactly 17 (16 weights + 1 bias).
     "mesonet4": 27_977 + 17,
@@ -22,7 +23,7 @@ def n_params(model: torch.nn.Module) -> int:
 
 
 def test_expected_architectures_are_registered():
-    assert set(list_models()) >= {"cnn", "cnn_small", "resnet18", "efficientnet_b0", "sepcnn", "mesonet4", "mesoinception4"}
+    assert set(list_models()) >= {"cnn", "cnn_small", "resnet18", "efficientnet_b0", "mobilenet_v2", "sepcnn", "mesonet4", "mesoinception4"}
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_PARAMS))
@@ -125,3 +126,32 @@ def test_pretrained_is_refused_where_there_are_no_imagenet_weights(arch):
     with pytest.raises(UsageError, match=f"'{arch}' has no ImageNet weights"):
         create_model(arch, pretrained=True)
     assert get_model_spec("resnet18").imagenet and not get_model_spec(arch).imagenet
+
+
+def test_mobilenet_v2_loads_torchvisions_imagenet_file_offline(monkeypatch):
+    """The official file in ../shared, found through TORCH_HOME by torchvision's own weights= path."""
+    import torchvision
+
+    from conftest import TORCHVISION_WEIGHTS, need_shared
+
+    need_shared(TORCHVISION_WEIGHTS / "hub" / "checkpoints" / "mobilenet_v2-b0353104.pth")
+    monkeypatch.setenv("TORCH_HOME", str(TORCHVISION_WEIGHTS))
+    monkeypatch.setenv("DFDETECT_OFFLINE", "1")
+    model = create_model("mobilenet_v2", pretrained=True)
+    reference = torchvision.models.mobilenet_v2(weights=torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1)
+    ours, theirs = model.state_dict(), reference.state_dict()
+    backbone = [k for k in theirs if not k.startswith("classifier.")]
+    assert len(backbone) > 300 and all(torch.equal(ours[k], theirs[k]) for k in backbone)
+    assert model.classifier[-1].out_features == 2
+    # Not a fresh init: the first convolution is ImageNet's.
+    fresh = create_model("mobilenet_v2")
+    assert not torch.equal(fresh.state_dict()["features.0.0.weight"], ours["features.0.0.weight"])
+    spec = get_model_spec("mobilenet_v2")
+    assert spec.imagenet and spec.mean == (0.485, 0.456, 0.406)
+
+
+@pytest.mark.parametrize("size", [96, 160, 224])
+def test_mobilenet_v2_takes_any_input_size(size):
+    model = create_model("mobilenet_v2").eval()
+    with torch.no_grad():
+        assert model(torch.zeros(1, 3, size, size)).shape == (1, 2)
