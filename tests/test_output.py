@@ -83,7 +83,7 @@ def test_table_fits_a_terminal_without_splitting_short_columns():
 
 
 def test_a_narrow_terminal_leaves_detail_columns_out_before_the_file_name_gets_unreadable(monkeypatch):
-    from deepfake_cli.predict import IMAGE_COLUMNS
+    from deepfake_cli.inference.predict import IMAGE_COLUMNS
 
     record = {"path": "/work/newsroom/incoming/2026-11-22/paul_rudd.jpg", "status": "ok", "verdict": "real",
               "p_fake": 0.0485, "faces": 1, "box": [120.3, 88.1, 400.2, 500.9], "det_prob": 0.99998,
@@ -104,7 +104,7 @@ def test_a_narrow_terminal_leaves_detail_columns_out_before_the_file_name_gets_u
     assert "box" in wide and "det_prob" in wide and record["path"] in wide
     # Long output paths (gradcam's heatmap/overlay/sheet files) fold too, instead of taking
     # every character from the input's name, even on a wide terminal.
-    from deepfake_cli.gradcam import GRADCAM_COLUMNS
+    from deepfake_cli.inference.gradcam import GRADCAM_COLUMNS
 
     monkeypatch.setenv("COLUMNS", "120")
     stream = io.StringIO()

@@ -128,8 +128,8 @@ def prepare_runtime(cfg) -> "Any":
 
 def load_classifier(cfg) -> "Any":
     """The model of ``model.name`` (or the default one) on the configured device, announced on stderr."""
-    from deepfake_cli.classifier import FaceClassifier
-    from deepfake_cli.model_store import resolve_model
+    from deepfake_cli.inference.classifier import FaceClassifier
+    from deepfake_cli.models.store import resolve_model
 
     device = prepare_runtime(cfg)
     classifier = FaceClassifier.from_checkpoint(resolve_model(cfg.model.name), device=device)

@@ -102,7 +102,7 @@ def extract(
 
 
 def run(cfg, out: Path, overwrite: bool, json_: bool) -> int:
-    from deepfake_cli.extract import run_extract
+    from deepfake_cli.data.extract import run_extract
     from deepfake_cli.output import dumps
 
     device = prepare_runtime(cfg)
@@ -137,8 +137,8 @@ def dataset_table(dataset: dict):
     """The report's Table 1: crops (videos) per method and class in each split."""
     from rich.table import Table
 
-    from deepfake_cli.extract import method_order
-    from deepfake_cli.splits import SPLITS
+    from deepfake_cli.data.extract import method_order
+    from deepfake_cli.data.splits import SPLITS
 
     crops, videos = dataset["crops"]["by_split"], dataset["videos"]["by_split"]
     table = Table(title="dfdetect extract: crops (videos) per split")

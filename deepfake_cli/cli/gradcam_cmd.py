@@ -96,16 +96,16 @@ def gradcam(
 
 
 def run_gradcam(cfg, sources: list[str], fmt: str) -> int:
-    from deepfake_cli.classifier import FaceClassifier
+    from deepfake_cli.inference.classifier import FaceClassifier
     from deepfake_cli.config import save_resolved_config
     from deepfake_cli.errors import NoInputsError
-    from deepfake_cli.gradcam import GRADCAM_COLUMNS, INDEX_NAME, default_layer, explain_images, find_layer, parse_targets
-    from deepfake_cli.images import IMAGE_EXTENSIONS
-    from deepfake_cli.model_store import resolve_model
+    from deepfake_cli.inference.gradcam import GRADCAM_COLUMNS, INDEX_NAME, default_layer, explain_images, find_layer, parse_targets
+    from deepfake_cli.media.images import IMAGE_EXTENSIONS
+    from deepfake_cli.models.store import resolve_model
     from deepfake_cli.output import RecordWriter, ensure_output_dir
-    from deepfake_cli.pipeline import FacePipeline
-    from deepfake_cli.predict import STATUS_ERROR, STATUS_NO_FACE
-    from deepfake_cli.sources import expand_sources
+    from deepfake_cli.inference.pipeline import FacePipeline
+    from deepfake_cli.inference.predict import STATUS_ERROR, STATUS_NO_FACE
+    from deepfake_cli.media.sources import expand_sources
 
     gc = cfg.gradcam
     device = prepare_runtime(cfg)

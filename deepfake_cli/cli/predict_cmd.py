@@ -89,7 +89,7 @@ def predict(
 def run_predict(cfg, sources: list[str], fmt: str, out: Optional[Path], fail_on_fake: bool) -> int:
     from deepfake_cli.errors import NoInputsError
     from deepfake_cli.output import RecordWriter, check_not_an_input, finish_output, open_output_file
-    from deepfake_cli.sources import expand_sources
+    from deepfake_cli.media.sources import expand_sources
 
     to_file = out is not None and str(out) != "-"
     # Only a file there already can be one of the inputs (the report appears at the end).
@@ -113,9 +113,9 @@ def run_predict(cfg, sources: list[str], fmt: str, out: Optional[Path], fail_on_
         paths = itertools.chain([first], found)
         # torch and the models (about 2.5 s) only once there is something to score.
         from deepfake_cli.cli.video_cmd import scan_progress
-        from deepfake_cli.pipeline import FacePipeline
-        from deepfake_cli.predict import IMAGE_COLUMNS, PredictSummary, flat_image_row
-        from deepfake_cli.video import predict_paths
+        from deepfake_cli.inference.pipeline import FacePipeline
+        from deepfake_cli.inference.predict import IMAGE_COLUMNS, PredictSummary, flat_image_row
+        from deepfake_cli.inference.video import predict_paths
 
         classifier = load_classifier(cfg)
         pipeline = FacePipeline.from_config(classifier, cfg)

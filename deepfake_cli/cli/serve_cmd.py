@@ -120,8 +120,8 @@ def run_server(cfg) -> None:
             raise OptionalDependencyError(f"dfdetect serve needs {package}: pip install 'dfdetect[serve]'")
     import uvicorn
 
-    from deepfake_cli.checkpoint import load_checkpoint
-    from deepfake_cli.model_store import resolve_model
+    from deepfake_cli.models.checkpoint import load_checkpoint
+    from deepfake_cli.models.store import resolve_model
     from deepfake_cli.serve.app import WORKER_CHECKPOINT_ENV, WORKER_CONFIG_ENV, create_app
     from deepfake_cli.serve.service import make_upload_dir
 

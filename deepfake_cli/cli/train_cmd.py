@@ -109,7 +109,7 @@ def train(
         "runtime.num_threads": threads,
     }
     from deepfake_cli.output import dumps
-    from deepfake_cli.train import config_for_resume, train as run_training
+    from deepfake_cli.training.train import config_for_resume, train as run_training
 
     main = int(os.environ.get("RANK", "0")) == 0
     with handle_errors():

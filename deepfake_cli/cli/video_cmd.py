@@ -91,7 +91,7 @@ def video(
         if len(given) > 1:
             raise UsageError(f"choose one way to sample frames, not {' and '.join(given)}")
         from deepfake_cli.config import validate
-        from deepfake_cli.video import with_sampling
+        from deepfake_cli.inference.video import with_sampling
         rows_to_stdout = out is not None and str(out) == "-"
         if rows_to_stdout and (json_ or jsonl):
             raise UsageError("--out - writes the per-frame rows to stdout; write them to a file to use --json/--jsonl")
@@ -121,11 +121,11 @@ def video(
 def run_video(cfg, sources: list[str], out: Optional[Path], annotate: Optional[Path], json_: bool, jsonl: bool,
               fail_on_fake: bool) -> int:
     from deepfake_cli.errors import InputFileError, NoInputsError
-    from deepfake_cli.images import VIDEO_EXTENSIONS
+    from deepfake_cli.media.images import VIDEO_EXTENSIONS
     from deepfake_cli.output import check_not_an_input, choose_format, finish_output, format_from_extension, open_output_file
-    from deepfake_cli.predict import PredictSummary
-    from deepfake_cli.sources import expand_sources
-    from deepfake_cli.video import (
+    from deepfake_cli.inference.predict import PredictSummary
+    from deepfake_cli.media.sources import expand_sources
+    from deepfake_cli.inference.video import (
         FRAME_COLUMNS,
         SUMMARY_COLUMNS,
         error_row,
@@ -183,7 +183,7 @@ def run_video(cfg, sources: list[str], out: Optional[Path], annotate: Optional[P
 
 def annotation_targets(annotate: Optional[Path], paths: list[Path]) -> list[Optional[Path]]:
     """Where each video's annotated copy goes: the file given, or ``<folder>/<name>.annotated.mp4``."""
-    from deepfake_cli.annotate import FOURCC_BY_SUFFIX
+    from deepfake_cli.media.annotate import FOURCC_BY_SUFFIX
     from deepfake_cli.errors import UsageError
     from deepfake_cli.output import ensure_output_dir
 

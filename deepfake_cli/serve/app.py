@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from deepfake_cli import __version__
-from deepfake_cli.classifier import FaceClassifier
+from deepfake_cli.inference.classifier import FaceClassifier
 from deepfake_cli.config import Config
 from deepfake_cli.errors import ConfigError, DfdetectError, InputFileError, ScanCancelled, UsageError
 from deepfake_cli.output import dumps, write_csv_rows
@@ -81,7 +81,7 @@ def load_service(classifier_or_checkpoint: FaceClassifier | str | os.PathLike[st
     """A ready service from a loaded classifier, a checkpoint path, a shipped model name or a checkpoint dict."""
     if isinstance(classifier_or_checkpoint, FaceClassifier):
         return DetectorService(classifier_or_checkpoint, cfg)
-    from deepfake_cli.model_store import resolve_model
+    from deepfake_cli.models.store import resolve_model
     from deepfake_cli.runtime import configure_threads, resolve_device
 
     configure_threads(cfg.runtime.num_threads)

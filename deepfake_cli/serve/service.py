@@ -21,13 +21,14 @@ from typing import Any, BinaryIO, Callable
 import cv2
 import numpy as np
 
-from deepfake_cli import __version__, gradcam, video
-from deepfake_cli.classifier import FaceClassifier
+from deepfake_cli import __version__
+from deepfake_cli.inference import gradcam, video
+from deepfake_cli.inference.classifier import FaceClassifier
 from deepfake_cli.config import Config, validate
 from deepfake_cli.errors import ConfigError, InputFileError, UsageError
-from deepfake_cli.images import is_animated_gif, load_image
-from deepfake_cli.pipeline import FacePipeline
-from deepfake_cli.predict import STATUS_NO_FACE, STATUS_OK, image_record
+from deepfake_cli.media.images import is_animated_gif, load_image
+from deepfake_cli.inference.pipeline import FacePipeline
+from deepfake_cli.inference.predict import STATUS_NO_FACE, STATUS_OK, image_record
 from deepfake_cli.serve.uploads import spooled_to_temp_file
 
 GRADCAM_VIEWS = ("overlay", "sheet")
@@ -112,7 +113,7 @@ class DetectorService:
     def models(self) -> dict[str, Any]:
         """The loaded model and the installed ones (read once, then cached)."""
         if self._installed is None:
-            from deepfake_cli.model_catalog import trained_models
+            from deepfake_cli.models.catalog import trained_models
 
             # Server paths stay on the server.
             self._installed = [
@@ -158,7 +159,7 @@ class DetectorService:
 
         The upload is copied to a temp file named by us (``suffix`` from the
         allow-list) in this server's upload folder, scanned by
-        :func:`deepfake_cli.video.scan_video` and removed, whatever happens.
+        :func:`deepfake_cli.inference.video.scan_video` and removed, whatever happens.
         ``sampling`` overrides ``[video]`` keys (every, fps, frames, start, end,
         aggregate) for this request. The scan stops (:class:`ScanCancelled`) when
         ``should_stop`` says so (the client went away) or the server shuts down.

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from conftest import FFPP_C23, ORIGINAL_004, REPO, need_shared
 from deepfake_cli.cli.app import app
-from deepfake_cli.video import FRAME_COLUMNS
+from deepfake_cli.inference.video import FRAME_COLUMNS
 
 runner = CliRunner()
 ORIGINAL_519 = FFPP_C23 / "original_sequences" / "youtube" / "c23" / "videos" / "519.mp4"

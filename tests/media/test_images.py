@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from deepfake_cli.errors import InputFileError
+from deepfake_cli.media.images import load_image
+
+
+@pytest.mark.parametrize("fmt, mode", [("PNG", "L"), ("JPEG", "CMYK"), ("PNG", "RGBA"), ("BMP", "RGB"),
+                                       ("WEBP", "RGB"), ("TIFF", "RGB"), ("PNG", "P"), ("PNG", "I;16")])
+def test_any_mode_becomes_rgb(tmp_path, fmt, mode):
+    img = Image.new("RGB", (40, 30), (200, 100, 50)).convert(mode)
+    path = tmp_path / f"x.{fmt.lower()}"
+    img.save(path, fmt)
+    arr = load_image(path)
+    assert arr.shape == (30, 40, 3) and arr.dtype == np.uint8
+
+
+def test_exif_orientation_applied(tmp_path):
+    img = Image.new("RGB", (40, 20), (0, 0, 0))
+    exif = img.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    path = tmp_path / "rot.jpg"
+    img.save(path, exif=exif)
+    assert load_image(path).shape == (40, 20, 3)
+
+
+def test_bytes_input_and_bomb_limit(tmp_path):
+    buf = io.BytesIO()
+    Image.new("RGB", (200, 200)).save(buf, "PNG")
+    assert load_image(buf.getvalue()).shape == (200, 200, 3)
+    with pytest.raises(InputFileError, match="too many pixels"):
+        load_image(buf.getvalue(), max_pixels=100 * 100)
+
+
+@pytest.mark.parametrize(
+    "content, needle",
+    [(b"", "empty"), (b"hello, not an image", "not a recognised image")],
+)
+def test_bad_files(tmp_path, content, needle):
+    p = tmp_path / "bad.jpg"
+    p.write_bytes(content)
+    with pytest.raises(InputFileError, match=needle):
+        load_image(p)
+
+
+def test_truncated_jpeg(tmp_path):
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (300, 300, 3), dtype=np.uint8)).save(buf, "JPEG")
+    p = tmp_path / "trunc.jpg"
+    p.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    with pytest.raises(InputFileError, match="truncated"):
+        load_image(p)
+
+
+def test_missing_and_directory(tmp_path):
+    with pytest.raises(InputFileError, match="no such file"):
+        load_image(tmp_path / "nope.jpg")
+    with pytest.raises(InputFileError, match="directory"):
+        load_image(tmp_path)
+
+
+def test_a_pipe_is_read_whole(tmp_path):
+    """``cat x.jpg | dfdetect predict /dev/stdin`` or ``<(...)``: a FIFO has no size and cannot seek."""
+    import os
+    import threading
+
+    buf = io.BytesIO()
+    Image.fromarray(np.full((30, 40, 3), 90, np.uint8)).save(buf, "PNG")
+    fifo = tmp_path / "pipe"
+    for payload, expect in ((buf.getvalue(), (30, 40, 3)), (b"", None)):
+        os.mkfifo(fifo)
+        writer = threading.Thread(target=lambda: fifo.write_bytes(payload))
+        writer.start()
+        if expect is None:
+            with pytest.raises(InputFileError, match="nothing was piped in"):
+                load_image(fifo)
+        else:
+            assert load_image(fifo).shape == expect
+        writer.join()
+        fifo.unlink()
+
+
+def test_an_endless_device_is_refused_not_read_forever(monkeypatch):
+    import deepfake_cli.media.images as images
+
+    monkeypatch.setattr(images, "PIPE_MAX_BYTES", 2**20)
+    with pytest.raises(InputFileError, match="more than 1 MB from a pipe or device"):
+        load_image("/dev/zero")
