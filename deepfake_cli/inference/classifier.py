@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from deepfake_cli.models.checkpoint import load_checkpoint
+from deepfake_cli.models.checkpoint import RUN_CHECKPOINT_STEMS, checkpoint_label, load_checkpoint  # noqa: F401 (re-exported)
 from deepfake_cli.faces.detector import RESIZE_INTERPOLATION, FaceFraming
 from deepfake_cli.labels import real_index
 from deepfake_cli.models import load_state, model_entrypoint
@@ -35,16 +34,6 @@ class Score:
             "method": self.method,
             "probs": {k: round(v, 6) for k, v in self.probs.items()},
         }
-
-
-# File names 'dfdetect train' gives every run's checkpoints: named by their run folder instead.
-RUN_CHECKPOINT_STEMS = ("best", "last")
-
-
-def checkpoint_label(path: str | os.PathLike[str]) -> str:
-    """A model's name in outputs: the file's stem, or ``run/best`` for a training run's checkpoint."""
-    p = Path(path)
-    return f"{p.parent.name}/{p.stem}" if p.stem in RUN_CHECKPOINT_STEMS and p.parent.name else p.stem
 
 
 class FaceClassifier:

@@ -57,7 +57,7 @@ def _require_onnx() -> None:
 
 def default_export_path(checkpoint: str | os.PathLike[str], fmt: str, quantize: str | None = None) -> Path:
     """``<name>[.int8].onnx|.torchscript`` in the current directory; a run's ``exp3/best.pt`` is ``exp3_best``."""
-    from deepfake_cli.inference.classifier import checkpoint_label
+    from deepfake_cli.models.checkpoint import checkpoint_label
 
     stem = checkpoint_label(checkpoint).replace("/", "_") + (".int8" if quantize else "")
     return Path.cwd() / f"{stem}{_SUFFIX[fmt]}"

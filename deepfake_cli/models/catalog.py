@@ -6,8 +6,7 @@ from typing import Any
 
 import torch
 
-from deepfake_cli.models.checkpoint import load_checkpoint
-from deepfake_cli.inference.classifier import checkpoint_label
+from deepfake_cli.models.checkpoint import checkpoint_label, load_checkpoint
 from deepfake_cli.errors import CheckpointError
 from deepfake_cli.faces.detector import RESIZE_INTERPOLATION
 from deepfake_cli.models.store import default_model_name, resolve_model, shipped_models

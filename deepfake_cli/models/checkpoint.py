@@ -25,6 +25,16 @@ FORMAT = "dfdetect-checkpoint"
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format", "format_version", "arch", "model_args", "labels", "preprocessing", "state_dict")
 
+# File names 'dfdetect train' gives every run's checkpoints: named by their run folder instead.
+RUN_CHECKPOINT_STEMS = ("best", "last")
+
+
+def checkpoint_label(path: str | os.PathLike[str]) -> str:
+    """A model's name in outputs: the file's stem, or ``run/best`` for a training run's checkpoint."""
+    p = Path(path)
+    return f"{p.parent.name}/{p.stem}" if p.stem in RUN_CHECKPOINT_STEMS and p.parent.name else p.stem
+
+
 # Framing of the face crops a model was trained on; inference crops the same way.
 DEFAULT_FACE_FRAMING: dict[str, Any] = {"detector": "mtcnn", "margin": 0.3, "square": True}
 
