@@ -129,12 +129,12 @@ def prepare_runtime(cfg) -> "Any":
 def load_classifier(cfg) -> "Any":
     """The model of ``model.name`` (or the default one) on the configured device, announced on stderr."""
     from deepfake_cli.inference.classifier import FaceClassifier
+    from deepfake_cli.inference.verdict import apply_threshold
     from deepfake_cli.models.store import resolve_model
 
     device = prepare_runtime(cfg)
     classifier = FaceClassifier.from_checkpoint(resolve_model(cfg.model.name), device=device)
-    if cfg.predict.threshold is not None:
-        classifier.threshold = cfg.predict.threshold
+    apply_threshold(classifier, cfg.predict.threshold)
     stderr.print(
         f"[dim]model {escape(classifier.name)} ({classifier.arch}), threshold {classifier.threshold:.3f}, "
         f"device {device}, face detection {'on' if cfg.face.detect else 'off'}[/]"

@@ -16,6 +16,7 @@ from deepfake_cli.faces.detector import RESIZE_INTERPOLATION, FaceFraming
 from deepfake_cli.labels import real_index
 from deepfake_cli.models import load_state, model_entrypoint
 from deepfake_cli.models.preprocessing import crops_to_batch, norm_tensors, normalize
+from deepfake_cli.inference.verdict import verdict
 
 
 @dataclass
@@ -125,7 +126,7 @@ class FaceClassifier:
             scores.append(
                 Score(
                     p_fake=p_fake,
-                    label="fake" if p_fake >= self.threshold else "real",
+                    label=verdict(p_fake, self.threshold),
                     method=method,
                     probs=self._probs(row, p_fake),
                 )

@@ -10,6 +10,7 @@ import numpy as np
 from deepfake_cli.inference.classifier import FaceClassifier, Score
 from deepfake_cli.config import Config
 from deepfake_cli.faces.detector import Face, FaceDetector, FaceFraming, crop_face, whole_image_face
+from deepfake_cli.inference.verdict import apply_threshold
 
 
 @dataclass
@@ -56,8 +57,7 @@ class FacePipeline:
                 max_side=fc.detect_max_side if max_side is None else max_side,
                 select=fc.select,
             )
-        if cfg.predict.threshold is not None:
-            classifier.threshold = cfg.predict.threshold
+        apply_threshold(classifier, cfg.predict.threshold)
         return cls(classifier, detector, framing, cfg.predict.batch_size)
 
     def find_faces(self, images: Sequence[np.ndarray]) -> list[list[Face]]:

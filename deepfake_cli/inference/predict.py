@@ -11,6 +11,7 @@ import numpy as np
 from deepfake_cli.errors import InputFileError
 from deepfake_cli.media.images import load_image
 from deepfake_cli.inference.pipeline import FacePipeline, FaceResult
+from deepfake_cli.inference.verdict import verdict
 
 STATUS_OK = "ok"
 STATUS_NO_FACE = "no_face"
@@ -31,7 +32,7 @@ def image_record(path: str, faces: list[FaceResult], threshold: float, model: st
     return {
         "path": path,
         "status": STATUS_OK,
-        "verdict": "fake" if top.score.p_fake >= threshold else "real",
+        "verdict": verdict(top.score.p_fake, threshold),
         "p_fake": round(top.score.p_fake, 6),
         "method": top.score.method,
         "faces": len(faces),

@@ -48,6 +48,7 @@ from deepfake_cli.faces.motion import ChangedRegions
 from deepfake_cli.inference.pipeline import FacePipeline, FaceResult
 from deepfake_cli.inference.predict import STATUS_ERROR, STATUS_NO_FACE, STATUS_OK, error_record, predict_images
 from deepfake_cli.faces.tracking import IouTracker
+from deepfake_cli.inference.verdict import verdict as verdict_of
 
 STAGES = ("decode", "detect", "classify", "encode")
 # Per-frame rows (CSV): one per face of each sampled frame, or one saying "no_face".
@@ -455,7 +456,7 @@ class _VideoScan:
             status, verdict, method = STATUS_NO_FACE, "no_face", None
         else:
             status = STATUS_OK
-            verdict = "fake" if p_fake >= self.threshold else "real"
+            verdict = verdict_of(p_fake, self.threshold)
             method = max(voters, key=lambda t: t["p_fake"])["method"]
         elapsed = time.perf_counter() - self.started
         timings = {stage: round(self.timer.seconds.get(stage, 0.0), 4) for stage in STAGES}
@@ -502,7 +503,7 @@ class _VideoScan:
             "last_frame": st.last_frame,
             "p_fake": p_fake,
             "p_fake_by_aggregate": by_aggregate,
-            "verdict": "fake" if p_fake >= self.threshold else "real",
+            "verdict": verdict_of(p_fake, self.threshold),
             "method": method,
             "seconds": seconds,
             "votes": len(st.scores) >= self.cfg.min_track_faces

@@ -30,6 +30,7 @@ from deepfake_cli.media.images import is_animated_gif, load_image
 from deepfake_cli.inference.pipeline import FacePipeline
 from deepfake_cli.inference.predict import STATUS_NO_FACE, STATUS_OK, image_record
 from deepfake_cli.serve.uploads import spooled_to_temp_file
+from deepfake_cli.inference.verdict import verdict
 
 GRADCAM_VIEWS = ("overlay", "sheet")
 # Video summary keys passed on as they are; "video" (the path) is a temp file of ours and stays here.
@@ -44,7 +45,7 @@ def seed_fields(p_fake: float | None, threshold: float) -> dict[str, Any]:
     """
     if p_fake is None:
         return {"prediction": None, "confidence": None, "probabilities": None}
-    prediction = "fake" if p_fake >= threshold else "real"
+    prediction = verdict(p_fake, threshold)
     confidence = p_fake if prediction == "fake" else 1.0 - p_fake
     return {
         "prediction": prediction,

@@ -45,6 +45,7 @@ from deepfake_cli.training.metrics import (
     video_metrics,
     video_scores,
 )
+from deepfake_cli.inference.verdict import verdict
 
 EVAL_SPLITS: tuple[str, ...] = ("auto", "all", "train", "val", "test")
 THRESHOLD_SOURCES: tuple[str, ...] = ("checkpoint", "val")
@@ -306,7 +307,7 @@ def write_report(report: dict[str, Any], out_dir: str | os.PathLike[str], frame:
     p_fake = 1.0 - probs[:, real_index(labels)]  # as build_report computes it, so "predicted" agrees
     preds = frame[[c for c in ("path", "label", "method", "split", "video_key") if c in frame.columns]].copy()
     preds["p_fake"] = p_fake.astype(np.float64)
-    preds["predicted"] = np.where(p_fake >= threshold, "fake", "real")
+    preds["predicted"] = verdict(p_fake, threshold)
     for i, name in enumerate(labels):
         # Binary models: "p_fake" is the score above (1 - p_real), not the softmax's own
         # fake output, which can differ from it in the last bit and flip a tie at the threshold.

@@ -243,7 +243,7 @@ def test_stream_without_frame_count_is_scanned(sepcnn_ckpt, tmp_path):
 
 def test_unreadable_videos_raise_input_file_error(sepcnn_ckpt, tmp_path):
     need_shared(ORIGINAL_519)
-    from test_frames import _faststart  # an MP4 whose index comes first: a cut copy still opens
+    from media.test_frames import _faststart  # an MP4 whose index comes first: a cut copy still opens
 
     pipeline, cfg = make_pipeline(sepcnn_ckpt, **{"video.every": 150})
     data = ORIGINAL_519.read_bytes()
