@@ -23,6 +23,18 @@ from deepfake_cli.errors import ConfigError
 ENV_PREFIX = "DFDETECT_"
 
 Device = Literal["auto", "cpu", "cuda"]
+# How a track's face scores become one score (inference/aggregate.py implements each).
+Aggregation = Literal["mean", "max", "confident"]
+AGGREGATION_NAMES: tuple[str, ...] = typing.get_args(Aggregation)
+# Grad-CAM variants (inference/gradcam.py).
+CamMethod = Literal["gradcam", "gradcam++"]
+CAM_METHOD_NAMES: tuple[str, ...] = typing.get_args(CamMethod)
+
+# Face framing when no model says otherwise: the crop is the box plus this fraction of its
+# size (0.3: 1.3 times the box, 15% on each side), made square around its centre first.
+# The one place to change the face margin; faces/, models/checkpoint.py and data/extract.py use it.
+DEFAULT_FACE_MARGIN = 0.3
+DEFAULT_FACE_SQUARE = True
 
 
 @dataclass
@@ -56,7 +68,8 @@ class FaceConfig:
     """The face pipeline shared by extract, predict, video, gradcam and serve.
 
     ``margin`` and ``square`` left unset mean "the framing the model was trained
-    on" (stored in its checkpoint), or 0.3/True when no model is involved.
+    on" (stored in its checkpoint), or DEFAULT_FACE_MARGIN/DEFAULT_FACE_SQUARE (0.3/True)
+    when no model is involved.
     """
 
     detect: bool = True
@@ -141,7 +154,7 @@ class VideoConfig:
     frames: int | None = None
     start: float | None = None
     end: float | None = None
-    aggregate: Literal["mean", "max", "confident"] = "confident"
+    aggregate: Aggregation = "confident"
     # Faces are searched as if frames were shrunk to this longer side: MTCNN's image
     # pyramid starts at the level it would use there (the cost), every level resampled
     # from the full frame (the boxes: full-frame MTCNN's; frames over twice this size are
@@ -189,7 +202,7 @@ class GradcamConfig:
     """Grad-CAM explanations (``dfdetect gradcam`` and the API's /gradcam)."""
 
     target: str = "predicted"
-    method: Literal["gradcam", "gradcam++"] = "gradcam"
+    method: CamMethod = "gradcam"
     layer: str | None = None
     alpha: float = 0.5
     batch_size: int = 8

@@ -12,6 +12,31 @@ import typer
 from rich.console import Console
 
 from deepfake_cli import errors
+from deepfake_cli.config import DEFAULT_FACE_MARGIN, Config
+
+_DEFAULTS = Config()
+
+
+def default_of(key: str) -> str:
+    """A built-in default as help text shows it: ``default_of("train.epochs")`` -> ``"10"``.
+
+    Help strings read their defaults from config.py (as cli/reference.py reads it for
+    docs/config.md) instead of restating them; ``"face.margin_default"`` is the margin used
+    when no model says otherwise.
+    """
+    if key == "face.margin_default":
+        value: Any = DEFAULT_FACE_MARGIN
+    else:
+        section, name = key.split(".")
+        value = getattr(getattr(_DEFAULTS, section), name)
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        if value and abs(value) < 1e-3:  # 1e-4, not 0.0001
+            mantissa, exponent = f"{value:.0e}".split("e")
+            return f"{mantissa}e{int(exponent)}"
+        return f"{value:g}"
+    return str(value)
 
 EXIT_OK = 0
 EXIT_FATAL = 1
@@ -156,7 +181,7 @@ def batch_exit_code(summary: "Any", fail_on_fake: bool) -> int:
 ConfigOption = typer.Option(
     None, "--config", "-c", help="TOML or YAML config file (see 'dfdetect config show').", exists=False, dir_okay=False
 )
-DeviceOption = typer.Option(None, "--device", help="auto, cpu or cuda (default: auto).")
+DeviceOption = typer.Option(None, "--device", help=f"auto, cpu or cuda (default: {default_of('runtime.device')}).")
 ModelOption = typer.Option(None, "--model", "-m", help="Checkpoint path or shipped model name (default: the shipped default model).")
 JsonOption = typer.Option(False, "--json", help="Write a JSON array to stdout.")
 JsonlOption = typer.Option(False, "--jsonl", help="Write JSON Lines (one record per line) to stdout.")

@@ -8,7 +8,9 @@ from typing import List, Optional
 
 import typer
 
+from deepfake_cli.config import CAM_METHOD_NAMES
 from deepfake_cli.cli.common import (
+    default_of,
     EXIT_CODES_HELP_NO_VERDICT,
     EXIT_FATAL,
     EXIT_OK,
@@ -41,13 +43,13 @@ def gradcam(
         ..., help="Images, folders (recursive), globs, .txt lists of paths, or '-' to read paths from stdin."
     ),
     model: Optional[str] = ModelOption,
-    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for heatmaps, overlays, sheets and gradcam.csv (default: runs/gradcam)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help=f"Folder for heatmaps, overlays, sheets and gradcam.csv (default: {default_of('gradcam.out_dir')})."),
     target: Optional[str] = typer.Option(
         None, "--target", help="What to explain: predicted, real, fake, a class name or index, or all (predicted + forced REAL + forced FAKE on one sheet)."
     ),
-    method: Optional[str] = typer.Option(None, "--method", help="gradcam (default) or gradcam++."),
+    method: Optional[str] = typer.Option(None, "--method", help=f"{' or '.join(CAM_METHOD_NAMES)} (default {default_of('gradcam.method')})."),
     layer: Optional[str] = typer.Option(None, "--layer", help="Layer to explain, e.g. layer4.1 (default: the one the architecture declares)."),
-    alpha: Optional[float] = typer.Option(None, "--alpha", help="Heatmap opacity in overlays, 0-1 (default 0.5)."),
+    alpha: Optional[float] = typer.Option(None, "--alpha", help=f"Heatmap opacity in overlays, 0-1 (default {default_of('gradcam.alpha')})."),
     config: Optional[Path] = ConfigOption,
     json_: bool = JsonOption,
     jsonl: bool = JsonlOption,

@@ -11,6 +11,7 @@ from typing import Optional
 import typer
 
 from deepfake_cli.cli.common import (
+    default_of,
     ConfigOption,
     DeviceOption,
     ModelOption,
@@ -25,11 +26,11 @@ from deepfake_cli.cli.common import (
 def serve(
     model: Optional[str] = ModelOption,
     config: Optional[Path] = ConfigOption,
-    host: Optional[str] = typer.Option(None, "--host", help="Address to listen on (default 127.0.0.1: this machine only)."),
-    port: Optional[int] = typer.Option(None, "--port", "-p", help="TCP port (default 8000)."),
-    workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Worker processes, each with its own copy of the model (default 1)."),
-    max_upload_mb: Optional[float] = typer.Option(None, "--max-upload-mb", help="Largest upload accepted, in MB; bigger ones get 413 (default 50)."),
-    cors: Optional[bool] = typer.Option(None, "--cors/--no-cors", help="Allow cross-origin browser requests from any site (default off)."),
+    host: Optional[str] = typer.Option(None, "--host", help=f"Address to listen on (default {default_of('serve.host')}: this machine only)."),
+    port: Optional[int] = typer.Option(None, "--port", "-p", help=f"TCP port (default {default_of('serve.port')})."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", help=f"Worker processes, each with its own copy of the model (default {default_of('serve.workers')})."),
+    max_upload_mb: Optional[float] = typer.Option(None, "--max-upload-mb", help=f"Largest upload accepted, in MB; bigger ones get 413 (default {default_of('serve.max_upload_mb')})."),
+    cors: Optional[bool] = typer.Option(None, "--cors/--no-cors", help=f"Allow cross-origin browser requests from any site (default {default_of('serve.cors')})."),
     threshold: Optional[float] = typer.Option(None, "--threshold", "-t", help="Decision threshold on p_fake (default: the model's calibrated one)."),
     no_detect: bool = typer.Option(False, "--no-detect", "--whole-image", help="Uploads are already face crops: skip face detection."),
     device: Optional[str] = DeviceOption,

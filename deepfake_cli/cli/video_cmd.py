@@ -10,6 +10,7 @@ from typing import Any, Callable, Iterator, List, Optional
 import typer
 
 from deepfake_cli.cli.common import (
+    default_of,
     EXIT_CODES_HELP,
     ConfigOption,
     DeviceOption,
@@ -47,7 +48,7 @@ def video(
     ),
     json_: bool = JsonOption,
     jsonl: bool = JsonlOption,
-    every: Optional[int] = typer.Option(None, "--every", "-n", help="Score every Nth frame (default 10)."),
+    every: Optional[int] = typer.Option(None, "--every", "-n", help=f"Score every Nth frame (default {default_of('video.every')})."),
     fps: Optional[float] = typer.Option(None, "--fps", help="Score F frames per second instead of --every."),
     frames: Optional[int] = typer.Option(None, "--frames", help="Score K evenly spaced frames instead of --every."),
     start: Optional[float] = typer.Option(None, "--start", help="Start at this time (seconds)."),
@@ -58,10 +59,10 @@ def video(
     threshold: Optional[float] = ThresholdOption,
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Faces per classification batch."),
     detect_max_side: Optional[int] = typer.Option(
-        None, "--detect-max-side", help="Search faces as if frames were shrunk to this longer side: caps the cost, boxes stay full-frame MTCNN's (default 960)."
+        None, "--detect-max-side", help=f"Search faces as if frames were shrunk to this longer side: caps the cost, boxes stay full-frame MTCNN's (default {default_of('video.detect_max_side')})."
     ),
     redetect: Optional[float] = typer.Option(
-        None, "--redetect", help="Seconds between whole-frame face searches; frames in between are searched around tracked faces and where the frame changed (default 4; 0: every sampled frame whole)."
+        None, "--redetect", help=f"Seconds between whole-frame face searches; frames in between are searched around tracked faces and where the frame changed (default {default_of('video.redetect_every')}; 0: every sampled frame whole)."
     ),
     no_detect: bool = NoDetectOption,
     margin: Optional[float] = MarginOption,

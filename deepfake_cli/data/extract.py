@@ -37,7 +37,7 @@ from typing import Any, Iterable, Iterator, Protocol, Sequence
 import cv2
 import numpy as np
 
-from deepfake_cli.config import Config, save_resolved_config
+from deepfake_cli.config import DEFAULT_FACE_MARGIN, DEFAULT_FACE_SQUARE, Config, save_resolved_config
 from deepfake_cli.errors import DfdetectError, InputFileError, UsageError
 from deepfake_cli.faces.detector import DetectionStats, FaceDetector, FaceFraming, crop_face
 from deepfake_cli.media.frames import iter_frames
@@ -78,8 +78,8 @@ class ExtractSettings:
         return cls(
             every=None if dc.frames_per_video else dc.sample_every,
             frames_per_video=dc.frames_per_video,
-            margin=0.3 if fc.margin is None else fc.margin,
-            square=True if fc.square is None else fc.square,
+            margin=DEFAULT_FACE_MARGIN if fc.margin is None else fc.margin,
+            square=DEFAULT_FACE_SQUARE if fc.square is None else fc.square,
             crop_size=fc.crop_size,
             min_prob=fc.min_prob,
             min_size=fc.min_size,

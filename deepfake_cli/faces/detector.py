@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 import torch
 
+from deepfake_cli.config import DEFAULT_FACE_MARGIN, DEFAULT_FACE_SQUARE, FaceConfig
 from deepfake_cli.faces.tracking import box_iou
 
 # MTCNN's P-Net sees 12x12 windows: it cannot find smaller faces than that.
@@ -80,13 +81,13 @@ class FaceFraming:
     around its centre using its longer side.
     """
 
-    margin: float = 0.3
-    square: bool = True
+    margin: float = DEFAULT_FACE_MARGIN
+    square: bool = DEFAULT_FACE_SQUARE
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> "FaceFraming":
         data = data or {}
-        return cls(margin=float(data.get("margin", 0.3)), square=bool(data.get("square", True)))
+        return cls(margin=float(data.get("margin", DEFAULT_FACE_MARGIN)), square=bool(data.get("square", DEFAULT_FACE_SQUARE)))
 
     def to_dict(self) -> dict[str, Any]:
         return {"detector": "mtcnn", "margin": self.margin, "square": self.square}
@@ -221,10 +222,10 @@ class FaceDetector:
     """
 
     device: str | torch.device = "cpu"
-    min_prob: float = 0.95
-    min_size: int = 50
-    max_side: int | None = 1280
-    select: str = "all"
+    min_prob: float = FaceConfig.min_prob
+    min_size: int = FaceConfig.min_size
+    max_side: int | None = FaceConfig.detect_max_side
+    select: str = FaceConfig.select
     stats: DetectionStats = field(default_factory=DetectionStats)
 
     def __post_init__(self) -> None:

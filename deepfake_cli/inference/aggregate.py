@@ -11,6 +11,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from deepfake_cli.config import AGGREGATION_NAMES
 from deepfake_cli.errors import UsageError
 
 # The DFDC winner (selimsef/dfdc_deepfake_challenge, predict_on_video): a face
@@ -52,10 +53,10 @@ def aggregate_confident(scores: Sequence[float], threshold: float = CONFIDENT_FA
     return float(np.mean(pred))
 
 
+# The names are config.AGGREGATION_NAMES (the one list, which options and the API accept);
+# each is implemented above as aggregate_<name>.
 AGGREGATIONS: dict[str, Callable[[Sequence[float]], float | None]] = {
-    "mean": aggregate_mean,
-    "max": aggregate_max,
-    "confident": aggregate_confident,
+    name: globals()[f"aggregate_{name}"] for name in AGGREGATION_NAMES
 }
 
 

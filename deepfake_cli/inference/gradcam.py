@@ -36,6 +36,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from deepfake_cli.config import CAM_METHOD_NAMES
 from deepfake_cli.inference.classifier import FaceClassifier, Score
 from deepfake_cli.errors import InputFileError, UsageError
 from deepfake_cli.faces.detector import Face
@@ -44,7 +45,7 @@ from deepfake_cli.models import get_model_spec
 from deepfake_cli.inference.pipeline import FacePipeline
 from deepfake_cli.inference.predict import STATUS_ERROR, STATUS_NO_FACE, STATUS_OK
 
-CAM_METHODS = ("gradcam", "gradcam++")
+CAM_METHODS = CAM_METHOD_NAMES
 # ``--target all``: the report's comparison (Figure 8): what the model decided, then each class forced.
 COMPARISON_MODES = ("predicted", "real", "fake")
 NAMED_MODES = (*COMPARISON_MODES, "all")

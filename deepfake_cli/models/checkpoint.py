@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 
 from deepfake_cli import __version__
+from deepfake_cli.config import DEFAULT_FACE_MARGIN, DEFAULT_FACE_SQUARE
 from deepfake_cli.errors import CheckpointError
 
 FORMAT = "dfdetect-checkpoint"
@@ -36,7 +37,7 @@ def checkpoint_label(path: str | os.PathLike[str]) -> str:
 
 
 # Framing of the face crops a model was trained on; inference crops the same way.
-DEFAULT_FACE_FRAMING: dict[str, Any] = {"detector": "mtcnn", "margin": 0.3, "square": True}
+DEFAULT_FACE_FRAMING: dict[str, Any] = {"detector": "mtcnn", "margin": DEFAULT_FACE_MARGIN, "square": DEFAULT_FACE_SQUARE}
 
 
 def build_checkpoint(

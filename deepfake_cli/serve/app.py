@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException
 
 from deepfake_cli import __version__
 from deepfake_cli.inference.classifier import FaceClassifier
-from deepfake_cli.config import Config
+from deepfake_cli.config import Aggregation, CamMethod, Config
 from deepfake_cli.errors import ConfigError, DfdetectError, InputFileError, ScanCancelled, UsageError
 from deepfake_cli.output import dumps, write_csv_rows
 from deepfake_cli.serve.schemas import HealthOut, ModelsOut, PredictOut, VideoOut, error_responses
@@ -184,7 +184,7 @@ def create_app(classifier_or_checkpoint: FaceClassifier | str | os.PathLike[str]
         frames: Optional[int] = Query(None, ge=1, description="or this many frames, evenly spaced"),
         start: Optional[float] = Query(None, ge=0, description="first second to scan"),
         end: Optional[float] = Query(None, gt=0, description="last second to scan"),
-        aggregate: Optional[Literal["mean", "max", "confident"]] = Query(None, description="how a track's scores become its score"),
+        aggregate: Optional[Aggregation] = Query(None, description="how a track's scores become its score"),
     ) -> Response:
         suffix = accept(file, VIDEO)
         sampling = {"every": every, "fps": fps, "frames": frames, "start": start, "end": end, "aggregate": aggregate}
@@ -226,7 +226,7 @@ def create_app(classifier_or_checkpoint: FaceClassifier | str | os.PathLike[str]
         face: Optional[int] = Query(None, ge=0, description="face index as in /predict (default: the most suspicious face)"),
         target: Optional[str] = Query(None, description="predicted, real, fake, a class name or index; 'all' with view=sheet"),
         view: Literal["overlay", "sheet"] = Query("overlay", description="overlay: heatmap over the face crop; sheet: face | heatmap | overlay"),
-        method: Optional[Literal["gradcam", "gradcam++"]] = Query(None, description="default: gradcam.method"),
+        method: Optional[CamMethod] = Query(None, description="default: gradcam.method"),
     ) -> Response:
         accept(file, IMAGE)
         data = await file.read()
