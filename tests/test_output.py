@@ -38,6 +38,18 @@ def test_choose_format_flag_then_extension_then_terminal():
         choose_format(json_=True, csv_=True)
 
 
+def test_one_format_option_with_the_old_flags_as_aliases():
+    from deepfake_cli.output import OUTPUT_FORMATS, WRITERS
+
+    assert OUTPUT_FORMATS == tuple(WRITERS) == ("table", "json", "jsonl", "csv")
+    assert choose_format(fmt="csv", out="x.json") == "csv" and choose_format(fmt="table") == "table"
+    assert choose_format(json_=True, fmt="json") == "json"  # the alias agrees
+    with pytest.raises(UsageError, match="--format csv and --json"):
+        choose_format(json_=True, fmt="csv")
+    with pytest.raises(UsageError, match="unknown output format 'xml'"):
+        choose_format(fmt="xml")
+
+
 @pytest.mark.parametrize("fmt", ["json", "jsonl", "csv"])
 def test_machine_formats_parse_back(fmt):
     stream = io.StringIO()
@@ -86,7 +98,7 @@ def test_a_narrow_terminal_leaves_detail_columns_out_before_the_file_name_gets_u
     from deepfake_cli.inference.predict import IMAGE_COLUMNS
 
     record = {"path": "/work/newsroom/incoming/2026-11-22/paul_rudd.jpg", "status": "ok", "verdict": "real",
-              "p_fake": 0.0485, "faces": 1, "box": [120.3, 88.1, 400.2, 500.9], "det_prob": 0.99998,
+              "p_fake": 0.0485, "face_count": 1, "box": [120.3, 88.1, 400.2, 500.9], "det_prob": 0.99998,
               "error": "x.jpg: not a recognised image format"}
 
     def table(width: int) -> str:
@@ -166,3 +178,4 @@ def test_two_writers_of_one_output_file_never_interleave(tmp_path):
     with open_output_file("/dev/null") as fh:
         fh.write("dropped\n")
     assert Path("/dev/null").exists() and not Path("/dev/null").is_file()
+

@@ -13,6 +13,7 @@ from rich.console import Console
 
 from deepfake_cli import errors
 from deepfake_cli.config import DEFAULT_FACE_MARGIN, Config
+from deepfake_cli.output import OUTPUT_FORMATS
 
 _DEFAULTS = Config()
 
@@ -183,9 +184,14 @@ ConfigOption = typer.Option(
 )
 DeviceOption = typer.Option(None, "--device", help=f"auto, cpu or cuda (default: {default_of('runtime.device')}).")
 ModelOption = typer.Option(None, "--model", "-m", help="Checkpoint path or shipped model name (default: the shipped default model).")
-JsonOption = typer.Option(False, "--json", help="Write a JSON array to stdout.")
-JsonlOption = typer.Option(False, "--jsonl", help="Write JSON Lines (one record per line) to stdout.")
-CsvOption = typer.Option(False, "--csv", help="Write CSV to stdout.")
+# One output-format option; --json/--jsonl/--csv stay as its aliases.
+FormatOption = typer.Option(
+    None, "--format", "-f",
+    help=f"Output format: {', '.join(OUTPUT_FORMATS)} (default: a table on a terminal, JSON Lines in a pipe).",
+)
+JsonOption = typer.Option(False, "--json", help="Write a JSON array (alias of --format json).")
+JsonlOption = typer.Option(False, "--jsonl", help="Write JSON Lines, one record per line (alias of --format jsonl).")
+CsvOption = typer.Option(False, "--csv", help="Write CSV (alias of --format csv).")
 
 # The face pipeline's options, shared by every command that finds faces in images.
 ThresholdOption = typer.Option(None, "--threshold", "-t", help="Decision threshold on p_fake (default: the model's calibrated one).")

@@ -17,6 +17,7 @@ from deepfake_cli.cli.common import (
     EXIT_PARTIAL,
     ConfigOption,
     CsvOption,
+    FormatOption,
     DeviceOption,
     JsonlOption,
     JsonOption,
@@ -51,6 +52,7 @@ def gradcam(
     layer: Optional[str] = typer.Option(None, "--layer", help="Layer to explain, e.g. layer4.1 (default: the one the architecture declares)."),
     alpha: Optional[float] = typer.Option(None, "--alpha", help=f"Heatmap opacity in overlays, 0-1 (default {default_of('gradcam.alpha')})."),
     config: Optional[Path] = ConfigOption,
+    format_: Optional[str] = FormatOption,
     json_: bool = JsonOption,
     jsonl: bool = JsonlOption,
     csv_: bool = CsvOption,
@@ -70,7 +72,7 @@ def gradcam(
     PNG and a sheet PNG (face | heatmap | overlay, verdict and confidence in the
     title; --target all gives the three-mode comparison). gradcam.csv in --out
     and the stdout records (table on a terminal, JSON Lines in a pipe, or
-    --json/--jsonl/--csv) list the files with p_fake and the mode. A file that
+    --format json|jsonl|csv) list the files with p_fake and the mode. A file that
     cannot be read becomes an 'error' record and the batch goes on.
     """
     from deepfake_cli.output import choose_format
@@ -92,7 +94,7 @@ def gradcam(
                 "model.name": model,
             },
         )
-        fmt = choose_format(json_, jsonl, csv_)
+        fmt = choose_format(json_, jsonl, csv_, fmt=format_)
         code = run_gradcam(cfg, sources, fmt)
     raise typer.Exit(code)
 

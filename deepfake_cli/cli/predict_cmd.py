@@ -14,6 +14,7 @@ from deepfake_cli.cli.common import (
     EXIT_CODES_HELP,
     ConfigOption,
     CsvOption,
+    FormatOption,
     DeviceOption,
     JsonlOption,
     JsonOption,
@@ -42,10 +43,11 @@ def predict(
     ),
     model: Optional[str] = ModelOption,
     config: Optional[Path] = ConfigOption,
+    format_: Optional[str] = FormatOption,
     json_: bool = JsonOption,
     jsonl: bool = JsonlOption,
     csv_: bool = CsvOption,
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write results to this file instead of stdout ('-': stdout; format from --json/--jsonl/--csv, else the extension)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write results to this file instead of stdout ('-': stdout; format from --format, else the extension)."),
     threshold: Optional[float] = ThresholdOption,
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Faces per inference batch."),
     device: Optional[str] = DeviceOption,
@@ -59,7 +61,7 @@ def predict(
 ) -> None:
     """Score faces in images (and videos): one record per file, verdict = its most suspicious face.
 
-    Output is a table on a terminal and JSON Lines in a pipe, or --json/--jsonl/--csv.
+    Output is a table on a terminal and JSON Lines in a pipe, or --format json|jsonl|csv.
     A file that cannot be read becomes an 'error' record and the batch goes on; an
     image without a face gets status 'no_face'. A video is scanned as by 'dfdetect
     video' (video.* config) and its record carries the video-level verdict.
@@ -78,7 +80,7 @@ def predict(
                 "model.name": model,
             },
         )
-        fmt = choose_format(json_, jsonl, csv_, out=None if out is None else str(out))
+        fmt = choose_format(json_, jsonl, csv_, out=None if out is None else str(out), fmt=format_)
         named = None if out is None else format_from_extension(out)
         if named is not None and named != fmt:
             stderr.print(f"[yellow]note:[/] writing {fmt.upper()} into {escape(str(out))} (--{fmt} wins over the file's extension)")

@@ -14,6 +14,7 @@ from deepfake_cli.cli.common import (
     EXIT_CODES_HELP,
     ConfigOption,
     DeviceOption,
+    FormatOption,
     JsonlOption,
     JsonOption,
     LargestFaceOption,
@@ -46,6 +47,7 @@ def video(
     annotate: Optional[Path] = typer.Option(
         None, "--annotate", "-a", help="Annotated copy of the video (.mp4, .avi, .mov, .mkv), or a folder for several videos."
     ),
+    format_: Optional[str] = FormatOption,
     json_: bool = JsonOption,
     jsonl: bool = JsonlOption,
     every: Optional[int] = typer.Option(None, "--every", "-n", help=f"Score every Nth frame (default {default_of('video.every')})."),
@@ -83,7 +85,7 @@ def video(
     becomes an 'error' record and the others go on.
 
     The per-video summaries go to stdout (a table on a terminal, JSON Lines in a pipe,
-    or --json/--jsonl); with --out - the per-frame CSV takes stdout instead.
+    or --format json|jsonl|csv); with --out - the per-frame CSV takes stdout instead.
     """
     from deepfake_cli.errors import UsageError
 
@@ -94,8 +96,8 @@ def video(
         from deepfake_cli.config import validate
         from deepfake_cli.inference.video import with_sampling
         rows_to_stdout = out is not None and str(out) == "-"
-        if rows_to_stdout and (json_ or jsonl):
-            raise UsageError("--out - writes the per-frame rows to stdout; write them to a file to use --json/--jsonl")
+        if rows_to_stdout and (json_ or jsonl or format_):
+            raise UsageError("--out - writes the per-frame rows to stdout; write them to a file to use --format/--json/--jsonl")
         cfg = build_config(
             config,
             {
@@ -115,12 +117,12 @@ def video(
         # The way of sampling given here replaces the configured one (file, environment).
         cfg.video = with_sampling(cfg.video, every, fps, frames)
         validate(cfg)
-        code = run_video(cfg, sources, out, annotate, json_, jsonl, fail_on_fake)
+        code = run_video(cfg, sources, out, annotate, json_, jsonl, fail_on_fake, fmt=format_)
     raise typer.Exit(code)
 
 
 def run_video(cfg, sources: list[str], out: Optional[Path], annotate: Optional[Path], json_: bool, jsonl: bool,
-              fail_on_fake: bool) -> int:
+              fail_on_fake: bool, fmt: Optional[str] = None) -> int:
     from deepfake_cli.errors import InputFileError, NoInputsError
     from deepfake_cli.media.images import VIDEO_EXTENSIONS
     from deepfake_cli.output import check_not_an_input, choose_format, finish_output, format_from_extension, open_output_file
@@ -141,7 +143,7 @@ def run_video(cfg, sources: list[str], out: Optional[Path], annotate: Optional[P
         raise NoInputsError(f"no video files found in: {' '.join(sources)}")
     targets = annotation_targets(annotate, paths)
     rows_to_stdout = out is not None and str(out) == "-"
-    summaries_fmt = None if rows_to_stdout else choose_format(json_, jsonl, False, None)
+    summaries_fmt = None if rows_to_stdout else choose_format(json_, jsonl, False, None, fmt=fmt)
     rows_fmt = "csv" if rows_to_stdout or out is None else format_from_extension(out) or "csv"
     rows_stream = None
     if out is not None:  # opened before the model loads, so that a bad --out fails at once
@@ -256,7 +258,7 @@ def report_video(summary: dict[str, Any]) -> None:
         colour = "red" if summary["verdict"] == "fake" else "green"
         verdict = f"[{colour}]{summary['verdict']}[/] (p_fake {summary['p_fake']:.3f}, {summary['aggregate']})"
     stderr.print(
-        f"{name}: {verdict}, {len(summary['tracks'])} track(s), {summary['faces']} faces in "
+        f"{name}: {verdict}, {len(summary['tracks'])} track(s), {summary['face_count']} faces in "
         f"{frames['with_face']}/{frames['sampled']} sampled frames, {timings['total']:.1f} s"
         + (f", annotated: {escape(summary['annotated'])}" if summary["annotated"] else "")
     )

@@ -11,53 +11,34 @@ import numpy as np
 from deepfake_cli.errors import InputFileError
 from deepfake_cli.media.images import load_image
 from deepfake_cli.inference.pipeline import FacePipeline, FaceResult
+from deepfake_cli.inference.records import STATUS_ERROR, STATUS_NO_FACE, STATUS_OK, ImageRecord
 from deepfake_cli.inference.verdict import verdict
 
-STATUS_OK = "ok"
-STATUS_NO_FACE = "no_face"
-STATUS_ERROR = "error"
-
 # Flat columns for CSV and the terminal table; JSON keeps every face.
-IMAGE_COLUMNS = ("path", "status", "verdict", "p_fake", "method", "faces", "box", "det_prob", "error")
+IMAGE_COLUMNS = ImageRecord.COLUMNS
+flat_image_row = ImageRecord.flat_row
 
 
 def image_record(path: str, faces: list[FaceResult], threshold: float, model: str) -> dict[str, Any]:
     """The per-image verdict: the most suspicious face decides (max p_fake)."""
     if not faces:
-        return {
-            "path": path, "status": STATUS_NO_FACE, "verdict": None, "p_fake": None, "method": None,
-            "faces": 0, "threshold": threshold, "model": model, "error": None, "face_results": [],
-        }
+        return ImageRecord(path, STATUS_NO_FACE, face_count=0, threshold=threshold, model=model).to_dict()
     top = max(faces, key=lambda r: r.score.p_fake)
-    return {
-        "path": path,
-        "status": STATUS_OK,
-        "verdict": verdict(top.score.p_fake, threshold),
-        "p_fake": round(top.score.p_fake, 6),
-        "method": top.score.method,
-        "faces": len(faces),
-        "threshold": threshold,
-        "model": model,
-        "error": None,
-        "face_results": [dict(index=i, **r.to_dict()) for i, r in enumerate(faces)],
-    }
+    return ImageRecord(
+        path,
+        STATUS_OK,
+        verdict=verdict(top.score.p_fake, threshold),
+        p_fake=round(top.score.p_fake, 6),
+        method=top.score.method,
+        face_count=len(faces),
+        threshold=threshold,
+        model=model,
+        faces=[dict(index=i, **r.to_dict()) for i, r in enumerate(faces)],
+    ).to_dict()
 
 
 def error_record(path: str, message: str, model: str | None = None) -> dict[str, Any]:
-    return {
-        "path": path, "status": STATUS_ERROR, "verdict": None, "p_fake": None, "method": None,
-        "faces": None, "threshold": None, "model": model, "error": message, "face_results": [],
-    }
-
-
-def flat_image_row(record: dict[str, Any]) -> dict[str, Any]:
-    """CSV/table row: the image columns plus the box of its most suspicious face."""
-    row = {k: record.get(k) for k in IMAGE_COLUMNS}
-    faces = record.get("face_results") or []
-    if faces:
-        top = max(faces, key=lambda f: f["p_fake"])
-        row["box"], row["det_prob"] = top["box"], top["det_prob"]
-    return row
+    return ImageRecord(path, STATUS_ERROR, model=model, error=message).to_dict()
 
 
 @dataclass

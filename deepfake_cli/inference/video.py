@@ -47,6 +47,7 @@ from deepfake_cli.media.images import is_image_path, is_video_path, still_image_
 from deepfake_cli.faces.motion import ChangedRegions
 from deepfake_cli.inference.pipeline import FacePipeline, FaceResult
 from deepfake_cli.inference.predict import STATUS_ERROR, STATUS_NO_FACE, STATUS_OK, error_record, predict_images
+from deepfake_cli.inference.records import ImageRecord
 from deepfake_cli.faces.tracking import IouTracker
 from deepfake_cli.inference.verdict import verdict as verdict_of
 
@@ -58,7 +59,7 @@ FRAME_COLUMNS = (
 )
 # Per-video summary rows (table/CSV); JSON keeps the whole summary.
 SUMMARY_COLUMNS = (
-    "video", "status", "verdict", "p_fake", "aggregate", "tracks", "faces",
+    "video", "status", "verdict", "p_fake", "aggregate", "tracks", "face_count",
     "frames_sampled", "frames_with_face", "method", "seconds", "error",
 )
 ROW_FACE = "face"
@@ -471,7 +472,7 @@ class _VideoScan:
             "threshold": self.threshold,
             "method": method,
             "model": self.classifier.name,
-            "faces": self.faces,
+            "face_count": self.faces,
             "tracks": tracks,
             "frames": {
                 "total": self.info.frame_count,
@@ -532,7 +533,7 @@ def error_summary(path: str | os.PathLike[str], message: str, model: str | None 
     """The summary of a video that could not be scanned."""
     return {
         "video": str(path), "status": STATUS_ERROR, "verdict": None, "p_fake": None, "aggregate": None,
-        "p_fake_by_aggregate": {}, "threshold": None, "method": None, "model": model, "faces": None,
+        "p_fake_by_aggregate": {}, "threshold": None, "method": None, "model": model, "face_count": None,
         "tracks": [], "frames": None, "video_info": None, "sampling": None, "annotated": None,
         "timings": None, "sampled_fps": None, "error": message,
     }
@@ -553,7 +554,7 @@ def flat_summary(summary: dict[str, Any]) -> dict[str, Any]:
         "video": summary["video"], "status": summary["status"], "verdict": summary["verdict"],
         "p_fake": summary["p_fake"], "aggregate": summary["aggregate"],
         "tracks": None if summary["status"] == STATUS_ERROR else len(summary["tracks"]),
-        "faces": summary["faces"], "frames_sampled": frames.get("sampled"),
+        "face_count": summary["face_count"], "frames_sampled": frames.get("sampled"),
         "frames_with_face": frames.get("with_face"), "method": summary["method"],
         "seconds": timings.get("total"), "error": summary["error"],
     }
@@ -562,22 +563,18 @@ def flat_summary(summary: dict[str, Any]) -> dict[str, Any]:
 def predict_record(summary: dict[str, Any]) -> dict[str, Any]:
     """A video's summary as a ``dfdetect predict`` record (the image record's keys, plus video detail)."""
     ok = summary["status"] == STATUS_OK
-    return {
-        "path": summary["video"],
-        "status": summary["status"],
-        "verdict": summary["verdict"] if ok else None,
-        "p_fake": summary["p_fake"],
-        "method": summary["method"],
-        "faces": summary["faces"],
-        "threshold": summary["threshold"],
-        "model": summary["model"],
-        "error": summary["error"],
-        "face_results": [],
-        "kind": "video",
-        "aggregate": summary["aggregate"],
-        "frames": summary["frames"],
-        "tracks": summary["tracks"],
-    }
+    return ImageRecord(
+        summary["video"],
+        summary["status"],
+        verdict=summary["verdict"] if ok else None,
+        p_fake=summary["p_fake"],
+        method=summary["method"],
+        face_count=summary["face_count"],
+        threshold=summary["threshold"],
+        model=summary["model"],
+        error=summary["error"],
+        extra={"kind": "video", "aggregate": summary["aggregate"], "frames": summary["frames"], "tracks": summary["tracks"]},
+    ).to_dict()
 
 
 def predict_paths(

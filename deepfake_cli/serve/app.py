@@ -153,7 +153,7 @@ def create_app(classifier_or_checkpoint: FaceClassifier | str | os.PathLike[str]
         response_model=PredictOut,
         responses=error_responses(413, 415, 422),
         summary="Score every face in an image",
-        description="Per-face boxes and scores; the verdict (`prediction`, `confidence`, `probabilities`) "
+        description="Per-face boxes and scores; the verdict (`verdict`, and as in the first report `prediction`, `confidence`, `probabilities`) "
         "is that of the most suspicious face. An image without a face gives status `no_face`.",
     )
     async def predict(file: UploadFile = File(..., description="jpeg, png, bmp, webp, tiff or a still gif")) -> JSONResult:

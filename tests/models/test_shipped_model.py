@@ -42,7 +42,7 @@ def test_predict_without_model_argument_scores_portraits():
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(rows) == len(photos) and all(r["status"] == "ok" and r["model"] == DEFAULT for r in rows)
-    assert {Path(r["path"]).name: r["faces"] for r in rows}["multiface.jpg"] == 6
+    assert {Path(r["path"]).name: r["face_count"] for r in rows}["multiface.jpg"] == 6
     assert all(0.0 <= r["p_fake"] <= 1.0 for r in rows)
 
 

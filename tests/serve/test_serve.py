@@ -158,8 +158,8 @@ def test_predict_face_photo_matches_the_cli_pipeline(client, sepcnn_ckpt):
     # The same pipeline as `dfdetect predict`: the same faces and scores.
     pipeline = FacePipeline.from_config(FaceClassifier.from_checkpoint(sepcnn_ckpt), Config())
     record = next(predict_images([photo], pipeline, 10**8))
-    assert [f["box"] for f in record["face_results"]] == [f["box"] for f in data["faces"]]
-    assert [f["p_fake"] for f in record["face_results"]] == [f["p_fake"] for f in data["faces"]]
+    assert [f["box"] for f in record["faces"]] == [f["box"] for f in data["faces"]]
+    assert [f["p_fake"] for f in record["faces"]] == [f["p_fake"] for f in data["faces"]]
 
 
 def test_predict_no_face_is_200_with_status(client):
