@@ -7,6 +7,7 @@ the end (it is for people, not for millions of rows).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -15,7 +16,7 @@ import os
 import secrets
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence, TextIO
+from typing import Any, Callable, Iterator, Sequence, TextIO
 
 from deepfake_cli.errors import OutputError, UsageError
 
@@ -55,6 +56,39 @@ def partial_path(target: Path) -> Path:
     """A name beside ``target`` that no other writer uses (this process, a random tag), keeping
     its extension (OpenCV picks the container by it): written there, then moved into place."""
     return target.with_name(f".{target.stem}.partial-{os.getpid()}-{secrets.token_hex(4)}{target.suffix}")
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike[str], keep_suffix: bool = False) -> Iterator[Path]:
+    """The one atomic-write helper: a temporary path beside ``target`` to write, moved onto
+    ``target`` when the block ends, deleted when it raises; readers never see half a file.
+
+    The temporary name is hidden and ends in ``.tmp`` (globs for the real files never match
+    it), or with ``keep_suffix`` in ``target``'s extension (:func:`partial_path`, for writers
+    that pick a container by it). The folder is made if need be.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if keep_suffix:
+        tmp = partial_path(target)
+    else:
+        tmp = target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """``data`` into ``path`` atomically (:func:`atomic_path`)."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 class ReplacingTextFile(io.TextIOWrapper):

@@ -179,3 +179,19 @@ def test_two_writers_of_one_output_file_never_interleave(tmp_path):
         fh.write("dropped\n")
     assert Path("/dev/null").exists() and not Path("/dev/null").is_file()
 
+
+def test_atomic_path_replaces_the_target_whole_or_leaves_it_as_it_was(tmp_path):
+    from deepfake_cli.output import atomic_path, atomic_write_text
+
+    target = tmp_path / "sub" / "report.json"
+    atomic_write_text(target, "first\n")
+    assert target.read_text() == "first\n"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("stopped")
+    assert target.read_text() == "first\n" and sorted(p.name for p in target.parent.iterdir()) == ["report.json"]
+    with atomic_path(target, keep_suffix=True) as tmp:
+        assert tmp.suffix == ".json" and tmp.parent == target.parent
+        tmp.write_text("second\n")
+    assert target.read_text() == "second\n"

@@ -37,6 +37,7 @@ from typing import Any, Iterable, Iterator, Protocol, Sequence
 import cv2
 import numpy as np
 
+from deepfake_cli.output import atomic_path, atomic_write_bytes, atomic_write_text
 from deepfake_cli.config import DEFAULT_FACE_MARGIN, DEFAULT_FACE_SQUARE, Config, save_resolved_config
 from deepfake_cli.errors import DfdetectError, InputFileError, UsageError
 from deepfake_cli.faces.detector import DetectionStats, FaceDetector, FaceFraming, crop_face
@@ -255,18 +256,6 @@ def _write_jpeg(path: Path, rgb: np.ndarray, quality: int) -> None:
     if not ok:  # pragma: no cover - encoding a valid uint8 image does not fail
         raise InputFileError(f"cannot encode crop {path.name}")
     atomic_write_bytes(path, data.tobytes())
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path`` and rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def _source_stamp(path: Path) -> dict[str, int]:
@@ -531,13 +520,11 @@ def _count_table(rows: Sequence[dict[str, Any]], key) -> dict[str, Any]:
 
 
 def _write_csv(path: Path, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as fh:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         for row in rows:
             writer.writerow(row)
-    os.replace(tmp, path)
 
 
 def _write_parquet(path: Path, rows: Sequence[dict[str, Any]]) -> bool:
@@ -548,7 +535,6 @@ def _write_parquet(path: Path, rows: Sequence[dict[str, Any]]) -> bool:
         return False
     import pandas as pd
 
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pd.DataFrame(list(rows), columns=list(METADATA_COLUMNS)).to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        pd.DataFrame(list(rows), columns=list(METADATA_COLUMNS)).to_parquet(tmp, index=False)
     return True

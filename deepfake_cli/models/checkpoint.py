@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
@@ -21,6 +20,7 @@ import torch.nn as nn
 from deepfake_cli import __version__
 from deepfake_cli.config import DEFAULT_FACE_MARGIN, DEFAULT_FACE_SQUARE
 from deepfake_cli.errors import CheckpointError
+from deepfake_cli.output import atomic_path
 
 FORMAT = "dfdetect-checkpoint"
 FORMAT_VERSION = 1
@@ -85,17 +85,10 @@ def _unwrap(model: nn.Module) -> nn.Module:
 def save_checkpoint(checkpoint: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
     """Write atomically: a temporary file in the same folder, then rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(dict(checkpoint), fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "xb") as fh:
+        torch.save(dict(checkpoint), fh)
+        fh.flush()
+        os.fsync(fh.fileno())
     return path
 
 

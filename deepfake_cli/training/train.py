@@ -46,6 +46,7 @@ from deepfake_cli.training.distributed import (
     process_device,
 )
 from deepfake_cli.errors import CheckpointError, DatasetError, UsageError
+from deepfake_cli.output import atomic_write_text
 from deepfake_cli.faces.detector import FaceFraming
 from deepfake_cli.labels import real_index
 from deepfake_cli.training.metrics import MIN_CALIBRATION_CROPS, binary_metrics, choose_threshold
@@ -706,9 +707,7 @@ class Trainer:
         }
         save_checkpoint(self._checkpoint(record, scores, extra={"train_state": state}), self.last_path)
         lines = "".join(json.dumps(r) + "\n" for r in self.history)
-        tmp = self.run_dir / ".metrics.jsonl.tmp"
-        tmp.write_text(lines, encoding="utf-8")
-        tmp.replace(self.run_dir / "metrics.jsonl")
+        atomic_write_text(self.run_dir / "metrics.jsonl", lines)
         plot_training_curves(self.history, self.run_dir / "curves.png")
 
     def _restore(self, ckpt: Mapping[str, Any]) -> None:
