@@ -158,9 +158,17 @@ class Trainer:
         if resume_ckpt is not None and "train_state" not in resume_ckpt:
             raise CheckpointError(f"{resume}: holds no training state; resume from a run's last.pt")
         seed_everything(cfg.runtime.seed)
+        self._setup_data()
+        self._setup_model(resume_ckpt)
+        self._setup_crops()
+        self._setup_optimisation()
+        self._setup_state(resume, resume_ckpt)
+        self._describe()
 
-        # Data -----------------------------------------------------------------
-        dc = cfg.data
+    # ------------------------------------------------------------------ construction, by section
+    def _setup_data(self) -> None:
+        """The splits, labels and face framing of the training data."""
+        dc = self.cfg.data
         self.data: DatasetSplits = load_splits(
             dc.root, task=dc.task, val_fraction=dc.val_fraction, split_seed=dc.split_seed,
             methods=dc.methods, compression=dc.compression, limit_per_class=dc.limit_per_class,
@@ -174,7 +182,9 @@ class Trainer:
         self.train_split, self.val_split = train_split, val_split
         self.framing = self._framing()
 
-        # Model and preprocessing ---------------------------------------------
+    def _setup_model(self, resume_ckpt: dict[str, Any] | None) -> None:
+        """The model (fresh, ImageNet, --init or resumed weights), its preprocessing, AMP."""
+        cfg, tc, device = self.cfg, self.cfg.train, self.device
         arch = cfg.model.arch
         # Weights to fine-tune (resumed weights replace them anyway).
         init_path, init_ckpt = self._init_checkpoint() if resume_ckpt is None else (None, None)
@@ -203,7 +213,10 @@ class Trainer:
             self.amp_dtype = torch.bfloat16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
 
-        # Transforms and decoded crops ------------------------------------------
+    def _setup_crops(self) -> None:
+        """Transforms, and the train/val crops decoded once into memory."""
+        cfg, tc = self.cfg, self.cfg.train
+        train_split, val_split = self.train_split, self.val_split
         self.train_tf = build_train_transform(self.preprocessing, tc.augment, tc.jpeg_augment, tc.rotation_augment)
         self.eval_tf = build_eval_transform(self.preprocessing)
         threads = cfg.runtime.num_threads or None
@@ -214,7 +227,10 @@ class Trainer:
             with self.reporter.task(f"decoding {len(val_split)} val crops at {self.input_size}px", len(val_split)) as advance:
                 self.val_crops = FaceCrops(val_split.paths, self.input_size, tc.cache_max_mb, threads, advance)
 
-        # Optimisation -----------------------------------------------------------
+    def _setup_optimisation(self) -> None:
+        """Sampler, optimiser, scheduler and the (class-weighted) loss."""
+        cfg, tc, device, ctx = self.cfg, self.cfg.train, self.device, self.ctx
+        train_split = self.train_split
         self.dataset_names = self.data.table.dataset_names
         strata, shares = self._dataset_shares()
         self.sampler = EpochBatchSampler(
@@ -233,7 +249,9 @@ class Trainer:
         self.trainable: frozenset[str] | None = None
         self.ddp_model: nn.Module = self.model
 
-        # State -------------------------------------------------------------------
+    def _setup_state(self, resume: str | Path | None, resume_ckpt: dict[str, Any] | None) -> None:
+        """Epoch, history and best so far (restored when resuming), and the run folder."""
+        cfg, tc, ctx = self.cfg, self.cfg.train, self.ctx
         self.start_epoch = 0
         self.history: list[dict[str, Any]] = []
         self.best_value: float | None = None
@@ -256,7 +274,6 @@ class Trainer:
         self.last_path = self.run_dir / "last.pt"
         if ctx.is_main:
             save_resolved_config(cfg, self.run_dir)
-        self._describe()
 
     # ------------------------------------------------------------------ setup helpers
     def _init_checkpoint(self) -> tuple[Path | None, dict[str, Any] | None]:
