@@ -25,7 +25,7 @@ import queue
 import threading
 import time
 from collections import defaultdict, deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import groupby
@@ -37,19 +37,29 @@ import numpy as np
 import torch
 
 from deepfake_cli.inference.aggregate import AGGREGATIONS, aggregate, aggregate_all
-from deepfake_cli.media.annotate import AnnotatedVideoWriter, DrawnFace, ScoreStrip, draw_faces
+from deepfake_cli.media.annotate import AnnotatedVideoWriter, DrawnFace
 from deepfake_cli.inference.classifier import FaceClassifier
 from deepfake_cli.config import Config, VideoConfig
 from deepfake_cli.errors import InputFileError, ScanCancelled, UsageError
-from deepfake_cli.faces.detector import Face, near_window
+from deepfake_cli.faces.detector import Face
 from deepfake_cli.media.frames import iter_frames, sample_indices, video_info
 from deepfake_cli.media.images import is_image_path, is_video_path, still_image_format
-from deepfake_cli.faces.motion import ChangedRegions
 from deepfake_cli.inference.pipeline import FacePipeline, FaceResult
 from deepfake_cli.inference.predict import STATUS_ERROR, STATUS_NO_FACE, STATUS_OK, error_record, predict_images
 from deepfake_cli.inference.records import ImageRecord
 from deepfake_cli.faces.tracking import IouTracker
 from deepfake_cli.inference.verdict import verdict as verdict_of
+from deepfake_cli.inference.scan_threads import (  # noqa: F401 (the constants: re-exported)
+    _PER_THREAD_TORCH_THREADS,
+    CPU_DETECT_BATCH,
+    GPU_DETECT_BATCH,
+    MAX_AUTO_DETECT_WORKERS,
+    QUEUE_FRAMES,
+    _BackgroundAnnotator,
+    _DetectionPool,
+    _Prefetch,
+    _Segment,
+)
 
 STAGES = ("decode", "detect", "classify", "encode")
 # Per-frame rows (CSV): one per face of each sampled frame, or one saying "no_face".
@@ -68,22 +78,11 @@ ROW_FACE = "face"
 # queues, torch, OpenCV and the models (~1.3 GB before any frame), a 1080p scan
 # with an annotated video peaks around 1.55 GB RSS, however long the video.
 IN_FLIGHT_MAX_BYTES = 64 * 2**20
-# Detection threads when video.detect_workers is unset (capped by torch's thread count).
-MAX_AUTO_DETECT_WORKERS = 4
-# Sampled frames per batch (detected in order by the segment workers, then classified
-# together) when video.detect_batch is unset.
-CPU_DETECT_BATCH = 2
-GPU_DETECT_BATCH = 8
-# Frames decoded ahead of, and waiting to be encoded behind, the scoring thread.
-QUEUE_FRAMES = 4
 # The scan runs its own threads (decoding, one detection worker per core, encoding):
 # OpenCV's thread pool (colour conversions, crops) and FFmpeg's decoder threads on
 # top of them mostly wait for each other (fewer CPU seconds per scan on 2 cores).
 SCAN_OPENCV_THREADS = 1
 SCAN_DECODE_THREADS = 1
-# With OpenMP (Linux and Windows wheels) torch's thread count is per thread, so each
-# detection worker can run single-threaded; elsewhere it is global and left alone.
-_PER_THREAD_TORCH_THREADS = "parallel backend: OpenMP" in torch.__config__.parallel_info()
 
 
 @dataclass
@@ -605,228 +604,3 @@ def predict_paths(
                 except InputFileError as exc:
                     record = {**error_record(str(path), str(exc), model), "kind": "video"}
             yield record
-
-
-# -- background decoding, detection and encoding ----------------------------------------------
-class _Segment:
-    """Sampled frames from one whole-frame detection to the next, detected in order by one worker."""
-
-    def __init__(self) -> None:
-        self.frames: queue.SimpleQueue = queue.SimpleQueue()
-        self.closed = False
-
-    def add(self, frame_bgr: np.ndarray) -> "Future[tuple[np.ndarray, list[Face]]]":
-        future: Future = Future()
-        self.frames.put((frame_bgr, future))
-        return future
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self.frames.put(None)
-
-
-class _DetectionPool:
-    """Face detection in worker threads, each with one torch thread, one segment at a time.
-
-    MTCNN is hundreds of tiny tensor ops per frame: split across threads inside
-    each op, the threads mostly wait for each other (and stall badly when the
-    machine is busy), so segments of frames go to separate single-threaded
-    workers instead. In a segment, each frame after the first is searched only
-    around the faces found in the frame before, and whole when a face is not
-    found there (:meth:`~deepfake_cli.faces.detector.FaceDetector.detect_tracked`). Results come back as futures,
-    one per frame; the scan consumes them in order.
-    """
-
-    def __init__(self, pipeline: FacePipeline, workers: int | None, timer: StageTimer, reach: float):
-        self.pipeline = pipeline
-        self.timer = timer
-        self.reach = reach
-        detector = pipeline.detector
-        on_gpu = detector is not None and torch.device(detector.device).type != "cpu"
-        if workers is None:
-            single = detector is None or on_gpu or not _PER_THREAD_TORCH_THREADS
-            workers = 1 if single else max(1, min(MAX_AUTO_DETECT_WORKERS, torch.get_num_threads()))
-        self.workers = workers
-        self.on_gpu = on_gpu
-        self._segments: list[_Segment] = []
-        # Sampled frames searched whole, and around tracked faces only (of which, also
-        # where the frame changed).
-        self.searched = {"whole": 0, "near": 0, "changed": 0}
-        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="dfdetect-detect", initializer=self._start_worker)
-
-    def batch_size(self, configured: int | None) -> int:
-        return configured or (GPU_DETECT_BATCH if self.on_gpu else CPU_DETECT_BATCH)
-
-    def _start_worker(self) -> None:
-        if _PER_THREAD_TORCH_THREADS:
-            torch.set_num_threads(1)
-
-    def start_segment(self) -> _Segment:
-        segment = _Segment()
-        self._segments = [s for s in self._segments if not s.closed] + [segment]
-        self._executor.submit(self._run_segment, segment)
-        return segment
-
-    def _run_segment(self, segment: _Segment) -> None:
-        detector = self.pipeline.detector
-        previous: list[Face] = []
-        changes = ChangedRegions(detector.min_size) if detector is not None else None
-        while True:
-            item = segment.frames.get()
-            if item is None:
-                return
-            frame_bgr, future = item
-            if not future.set_running_or_notify_cancel():
-                continue
-            start = time.perf_counter()
-            try:
-                image = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
-                if detector is None:
-                    faces = self.pipeline.find_faces([image])[0]
-                else:
-                    tracked = [f.box for f in previous]
-                    # Where the frame changed, away from the tracked faces: a face may have come into view.
-                    changed = changes.update(frame_bgr, [near_window(box, self.reach) for box in tracked])
-                    faces, was_near = detector.detect_tracked(image, tracked, self.reach, changed)
-                    self.searched["near" if was_near else "whole"] += 1
-                    self.searched["changed"] += bool(was_near and changed)
-                previous = faces
-                future.set_result((image, faces))
-            except BaseException as exc:  # handed to the scan with this frame
-                future.set_exception(exc)
-            finally:
-                self.timer.add("detect", time.perf_counter() - start)
-
-    def close(self) -> None:
-        for segment in self._segments:
-            segment.close()
-        self._executor.shutdown(wait=True, cancel_futures=True)
-
-
-_END = object()
-
-
-class _Failure:
-    def __init__(self, exc: BaseException):
-        self.exc = exc
-
-
-class _Prefetch:
-    """Runs a frame iterator in a thread, at most :data:`QUEUE_FRAMES` frames ahead.
-
-    OpenCV releases the GIL while decoding, so decoding overlaps detection.
-    The iterator is created and consumed in that thread; its errors are
-    raised in the reader's.
-    """
-
-    def __init__(self, make_frames: Callable[[], Iterator[Any]], timer: StageTimer):
-        self._queue: queue.Queue = queue.Queue(maxsize=QUEUE_FRAMES)
-        self._stop = threading.Event()
-        self._timer = timer
-        self._thread = threading.Thread(target=self._run, args=(make_frames,), name="dfdetect-decode", daemon=True)
-        self._thread.start()
-
-    def _run(self, make_frames: Callable[[], Iterator[Any]]) -> None:
-        frames = None
-        try:
-            frames = make_frames()
-            while not self._stop.is_set():
-                start = time.perf_counter()
-                item = next(frames, _END)
-                self._timer.add("decode", time.perf_counter() - start)
-                if not self._put(item) or item is _END:
-                    break
-        except BaseException as exc:  # handed to the reader
-            self._put(_Failure(exc))
-        finally:
-            close = getattr(frames, "close", None)
-            if close is not None:
-                close()
-
-    def _put(self, item: Any) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def __iter__(self) -> Iterator[Any]:
-        while True:
-            item = self._queue.get()
-            if item is _END:
-                return
-            if isinstance(item, _Failure):
-                raise item.exc
-            yield item
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-class _BackgroundAnnotator:
-    """Draws and encodes annotated frames in a thread, in the order they are put."""
-
-    def __init__(self, writer: AnnotatedVideoWriter, frame_count: int, timer: StageTimer, label: str):
-        self.writer = writer
-        self.label = label
-        self.frame_count = frame_count
-        self.strip: ScoreStrip | None = None
-        self.timer = timer
-        self._queue: queue.Queue = queue.Queue(maxsize=QUEUE_FRAMES)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="dfdetect-encode", daemon=True)
-        self._thread.start()
-
-    def put(self, index: int, frame: np.ndarray, faces: list[DrawnFace], mark: tuple[bool, float | None],
-            running: float | None) -> None:
-        while True:
-            if self._error is not None:
-                raise self._error
-            try:
-                self._queue.put((index, frame, faces, mark, running), timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            if self._error is not None:
-                continue  # drain: the scan stops at its next put()
-            index, frame, faces, (is_sampled, top), running = item
-            start = time.perf_counter()
-            try:
-                if self.strip is None:
-                    self.strip = ScoreStrip(frame.shape[1], frame.shape[0], self.frame_count)
-                if is_sampled:
-                    self.strip.mark(index, top)
-                self.strip.advance(index)
-                draw_faces(frame, faces)
-                self.strip.draw(frame, index, running, self.label)
-                self.writer.write(frame)
-            except BaseException as exc:
-                self._error = exc
-            self.timer.add("encode", time.perf_counter() - start)
-
-    def _stop(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
-
-    def finish(self) -> Path:
-        self._stop()
-        if self._error is not None:
-            self.writer.abort()
-            raise self._error
-        with self.timer.time("encode"):
-            return self.writer.close()
-
-    def abort(self) -> None:
-        if self._thread.is_alive():
-            self._stop()
-        self.writer.abort()
