@@ -46,7 +46,7 @@ import pandas as pd
 import torch
 
 from deepfake_cli.errors import DatasetError, InputFileError, UsageError
-from deepfake_cli.faces.detector import resize_square
+from deepfake_cli.faces.framing import resize_square
 from deepfake_cli.media.images import IMAGE_EXTENSIONS, load_image
 from deepfake_cli.labels import BINARY_LABELS, FAKE_METHODS, MULTICLASS_LABELS, canonical_method, is_real_name, real_index
 from deepfake_cli.data.splits import SPLITS, seeded_group_splits

@@ -40,7 +40,8 @@ import numpy as np
 from deepfake_cli.output import atomic_path, atomic_write_bytes, atomic_write_text
 from deepfake_cli.config import DEFAULT_FACE_MARGIN, DEFAULT_FACE_SQUARE, Config, save_resolved_config
 from deepfake_cli.errors import DfdetectError, InputFileError, UsageError
-from deepfake_cli.faces.detector import DetectionStats, FaceDetector, FaceFraming, crop_face
+from deepfake_cli.faces.detector import DetectionStats, FaceDetector
+from deepfake_cli.faces.framing import FaceFraming, crop_face
 from deepfake_cli.media.frames import iter_frames
 from deepfake_cli.data.layouts import VideoItem, discover_videos
 from deepfake_cli.labels import MULTICLASS_LABELS
@@ -105,7 +106,7 @@ class ExtractSettings:
 
 
 @dataclass
-class VideoResult:
+class ExtractedVideo:
     """What happened to one video, as reported to progress displays."""
 
     video: str
@@ -122,14 +123,14 @@ class VideoResult:
 class ExtractProgress(Protocol):
     def start(self, total: int, resumed: int) -> None: ...
 
-    def video_done(self, result: VideoResult) -> None: ...
+    def video_done(self, result: ExtractedVideo) -> None: ...
 
 
 class _NoProgress:
     def start(self, total: int, resumed: int) -> None:
         pass
 
-    def video_done(self, result: VideoResult) -> None:
+    def video_done(self, result: ExtractedVideo) -> None:
         pass
 
 
@@ -179,7 +180,7 @@ class VideoExtractor:
             select=settings.select,
         )
 
-    def __call__(self, item: VideoItem) -> VideoResult:
+    def __call__(self, item: VideoItem) -> ExtractedVideo:
         started = time.perf_counter()
         crop_dir = self.out / "crops" / item.method / item.video_id
         shutil.rmtree(crop_dir, ignore_errors=True)  # leftovers of an interrupted run
@@ -189,7 +190,7 @@ class VideoExtractor:
         except (InputFileError, cv2.error) as exc:
             shutil.rmtree(crop_dir, ignore_errors=True)
             reason = str(exc) if isinstance(exc, InputFileError) else f"{item.path}: OpenCV error: {exc}"
-            return VideoResult(item.rel, item.method, "error", reason=reason, seconds=time.perf_counter() - started)
+            return ExtractedVideo(item.rel, item.method, "error", reason=reason, seconds=time.perf_counter() - started)
         stats = self.detector.stats
         rejected = {
             "low_prob": stats.low_prob,
@@ -210,7 +211,7 @@ class VideoExtractor:
             "rows": rows,
         }
         atomic_write_text(manifest_path(self.out, item), json.dumps(manifest, indent=1) + "\n")
-        return VideoResult(
+        return ExtractedVideo(
             item.rel, item.method, status, crops=len(rows), frames=frames, rejected=rejected,
             reason=reason, seconds=time.perf_counter() - started,
         )  # fmt: skip
@@ -292,7 +293,7 @@ def _init_worker(settings: ExtractSettings, out: str) -> None:
     _WORKER = VideoExtractor(settings, out)
 
 
-def _work(item: VideoItem) -> VideoResult:
+def _work(item: VideoItem) -> ExtractedVideo:
     assert _WORKER is not None
     return _WORKER(item)
 
@@ -312,7 +313,7 @@ def _exit_with_parent() -> None:
 
 def _run_videos(
     items: Sequence[VideoItem], settings: ExtractSettings, out: Path, workers: int
-) -> Iterator[VideoResult]:
+) -> Iterator[ExtractedVideo]:
     if not items:
         return
     if workers <= 1:
@@ -364,7 +365,7 @@ def run_extract(
 
     pending = [it for it in items if read_manifest(out, it) is None]
     progress.start(len(items), len(items) - len(pending))
-    errors: dict[str, VideoResult] = {}
+    errors: dict[str, ExtractedVideo] = {}
     for result in _run_videos(pending, settings, out, cfg.data.extract_workers):
         if result.status == "error":
             errors[result.video] = result
@@ -421,7 +422,7 @@ def write_dataset(
     root: Path,
     layout: str,
     items: Sequence[VideoItem],
-    errors: dict[str, VideoResult],
+    errors: dict[str, ExtractedVideo],
     assignment: SplitAssignment,
     settings: ExtractSettings,
 ) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 
 from deepfake_cli.models.checkpoint import RUN_CHECKPOINT_STEMS, checkpoint_label, load_checkpoint  # noqa: F401 (re-exported)
-from deepfake_cli.faces.detector import RESIZE_INTERPOLATION, FaceFraming
+from deepfake_cli.faces.framing import RESIZE_INTERPOLATION, FaceFraming
 from deepfake_cli.labels import real_index
 from deepfake_cli.models import load_state, model_entrypoint
 from deepfake_cli.models.preprocessing import crops_to_batch, norm_tensors, normalize

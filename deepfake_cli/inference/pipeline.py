@@ -9,7 +9,8 @@ import numpy as np
 
 from deepfake_cli.inference.classifier import FaceClassifier, Score
 from deepfake_cli.config import Config
-from deepfake_cli.faces.detector import Face, FaceDetector, FaceFraming, crop_face, whole_image_face
+from deepfake_cli.faces.detector import Face, FaceDetector, whole_image_face
+from deepfake_cli.faces.framing import FaceFraming, crop_face
 from deepfake_cli.inference.verdict import apply_threshold
 
 

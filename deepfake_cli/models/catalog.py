@@ -8,7 +8,7 @@ import torch
 
 from deepfake_cli.models.checkpoint import checkpoint_label, load_checkpoint
 from deepfake_cli.errors import CheckpointError
-from deepfake_cli.faces.detector import RESIZE_INTERPOLATION
+from deepfake_cli.faces.framing import RESIZE_INTERPOLATION
 from deepfake_cli.models.store import default_model_name, resolve_model, shipped_models
 from deepfake_cli.models import create_model, get_model_spec, list_models
 

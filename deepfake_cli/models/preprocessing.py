@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from deepfake_cli.faces.detector import resize_square
+from deepfake_cli.faces.framing import resize_square
 
 AUGMENT_LEVELS: tuple[str, ...] = ("none", "basic", "strong")
 # The report resizes to 256 before a 224 random crop; other input sizes keep that ratio.

@@ -32,7 +32,7 @@ from deepfake_cli.data.datasets import (
     read_face_table,
 )
 from deepfake_cli.errors import DatasetError, UsageError
-from deepfake_cli.faces.detector import FaceFraming
+from deepfake_cli.faces.framing import FaceFraming
 from deepfake_cli.models.store import is_packaged_model
 from deepfake_cli.output import ensure_output_dir
 from deepfake_cli.training.metrics import (

@@ -47,7 +47,7 @@ from deepfake_cli.training.distributed import (
 )
 from deepfake_cli.errors import CheckpointError, DatasetError, UsageError
 from deepfake_cli.output import atomic_write_text
-from deepfake_cli.faces.detector import FaceFraming
+from deepfake_cli.faces.framing import FaceFraming
 from deepfake_cli.labels import real_index
 from deepfake_cli.training.metrics import MIN_CALIBRATION_CROPS, binary_metrics, choose_threshold
 from deepfake_cli.models import check_pretrained, create_model, get_model_spec
