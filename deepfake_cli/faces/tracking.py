@@ -23,6 +23,8 @@ from typing import Sequence
 
 import numpy as np
 
+from deepfake_cli.config import VideoConfig
+
 Box = Sequence[float]
 
 
@@ -61,7 +63,8 @@ class _Track:
 class IouTracker:
     """Assigns a track id to every box of successive sampled frames."""
 
-    def __init__(self, iou_threshold: float = 0.3, max_missed: int = 5, max_distance: float = 1.5,
+    def __init__(self, iou_threshold: float = VideoConfig.track_iou, max_missed: int = VideoConfig.track_max_missed,
+                 max_distance: float = 1.5,
                  max_size_ratio: float = 1.6):
         if not 0.0 < iou_threshold <= 1.0:
             raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
