@@ -78,7 +78,9 @@ class RaySession:
         self.started_local = False
         if self.ray.is_initialized():
             return
-        quiet = {"logging_level": logging.WARNING, "log_to_driver": True}
+        # Workers' log lines would be printed on the driver's stdout, among the results: they stay
+        # in the cluster's session logs (/tmp/ray/session_latest/logs on each node).
+        quiet = {"logging_level": logging.WARNING, "log_to_driver": False}
         try:
             if address is not None or os.environ.get("RAY_ADDRESS"):
                 self.ray.init(address=address, **quiet)
@@ -109,26 +111,28 @@ class RaySession:
 
 
 def pool_size(ray: Any, cfg: Config, inputs: int | None) -> int:
-    """Actors for the pool: ``ray.actors``, or what the cluster's free CPUs/GPUs hold; at most ``inputs``."""
+    """Actors for the pool: ``ray.actors``, or as many as the cluster's CPUs (GPUs with
+    ``ray.gpus_per_actor``) hold; never more than ``inputs``. An actor that does not fit
+    at once waits for resources (another job's) and takes work when it starts."""
     rc = cfg.ray
-    free = ray.available_resources()
+    total = ray.cluster_resources()
     if rc.gpus_per_actor > 0:
-        fits = int(free.get("GPU", 0) // rc.gpus_per_actor)
+        fits = int(total.get("GPU", 0) // rc.gpus_per_actor)
     elif rc.cpus_per_actor > 0:
-        fits = int(free.get("CPU", 0) // rc.cpus_per_actor)
+        fits = int(total.get("CPU", 0) // rc.cpus_per_actor)
     else:
-        fits = int(free.get("CPU", 1))
-    size = rc.actors if rc.actors is not None else fits
+        fits = max(1, int(total.get("CPU", 1)))
     if rc.actors is not None and fits < rc.actors:
-        # An actor the cluster cannot place would hold its tasks forever.
+        # An actor the cluster can never place would hold its tasks forever.
         raise RayClusterError(
             f"--ray-actors {rc.actors} needs {rc.actors * rc.cpus_per_actor:g} CPUs and "
-            f"{rc.actors * rc.gpus_per_actor:g} GPUs, the cluster has {free.get('CPU', 0):g} CPUs and "
-            f"{free.get('GPU', 0):g} GPUs free: {fits} actor(s) fit"
+            f"{rc.actors * rc.gpus_per_actor:g} GPUs, the cluster has {total.get('CPU', 0):g} CPUs and "
+            f"{total.get('GPU', 0):g} GPUs: {fits} actor(s) fit"
         )
+    size = rc.actors if rc.actors is not None else fits
     if size < 1:
         raise RayClusterError(
-            f"no actor fits the cluster's free resources ({free.get('CPU', 0):g} CPUs, {free.get('GPU', 0):g} GPUs; "
+            f"no actor fits the cluster ({total.get('CPU', 0):g} CPUs, {total.get('GPU', 0):g} GPUs; "
             f"an actor needs {rc.cpus_per_actor:g} CPUs and {rc.gpus_per_actor:g} GPUs)"
         )
     return max(1, min(size, inputs)) if inputs is not None else size
