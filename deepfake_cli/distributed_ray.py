@@ -81,6 +81,8 @@ class RaySession:
         # Workers' log lines would be printed on the driver's stdout, among the results: they stay
         # in the cluster's session logs (/tmp/ray/session_latest/logs on each node).
         quiet = {"logging_level": logging.WARNING, "log_to_driver": False}
+        _ray_messages_to_stderr()
+        handlers = _signal_handlers()
         try:
             if address is not None or os.environ.get("RAY_ADDRESS"):
                 self.ray.init(address=address, **quiet)
@@ -94,6 +96,8 @@ class RaySession:
             raise RayClusterError(f"cannot reach a Ray cluster at {address or os.environ.get('RAY_ADDRESS')}: {exc}") from None
         except (ValueError, RuntimeError) as exc:
             raise RayClusterError(f"cannot start or join a Ray cluster: {exc}") from None
+        finally:
+            _restore_signal_handlers(handlers)
         self.opened = True
 
     def close(self) -> None:
@@ -108,6 +112,44 @@ class RaySession:
             return f"the Ray cluster at {self.ray.get_runtime_context().gcs_address}"
         except Exception:  # pragma: no cover - Ray Client connections have no GCS address here
             return "the Ray cluster"
+
+
+def _ray_messages_to_stderr() -> None:
+    """The driver prints the cluster's error messages ("(raylet) Task ... failed ...", a worker
+    that died) on stdout, among the results: send them to stderr. Ray has no option for it
+    (``log_to_driver`` covers worker logs only), so its printing function is wrapped."""
+    try:
+        from ray._private import worker
+    except ImportError:  # pragma: no cover - another Ray layout: messages stay where Ray puts them
+        return
+    original = getattr(worker, "print_to_stdstream", None)
+    if original is None or getattr(original, "dfdetect_stderr", False):
+        return
+
+    def to_stderr(data: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        return original({**data, "is_err": True}, *args, **kwargs)
+
+    to_stderr.dfdetect_stderr = True  # type: ignore[attr-defined]
+    worker.print_to_stdstream = to_stderr
+
+
+def _signal_handlers() -> dict[int, Any]:
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _restore_signal_handlers(handlers: dict[int, Any]) -> None:
+    """``ray.init`` installs its own SIGTERM handler (print and abort): put dfdetect's back,
+    so that SIGTERM and Ctrl-C unwind the run (actors killed, partial files removed)."""
+    import signal
+
+    for sig, handler in handlers.items():
+        if handler is not None and signal.getsignal(sig) is not handler:
+            signal.signal(sig, handler)
 
 
 def pool_size(ray: Any, cfg: Config, inputs: int | None) -> int:

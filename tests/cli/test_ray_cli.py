@@ -166,3 +166,35 @@ def test_the_cli_does_not_import_ray_without_the_flag():
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_worker_process_killed_mid_run_is_restarted_and_its_task_retried(ray_cluster, monkeypatch):
+    """kill -9 of every actor's process (as the OOM killer would) after the first task:
+    Ray restarts them and runs their tasks again; the records are still the local ones."""
+    import signal
+
+    from deepfake_cli import distributed_ray
+    from deepfake_cli.config import load_config
+    from deepfake_cli.pipeline import FacePipeline
+    from deepfake_cli.video import predict_paths
+
+    ordered = distributed_ray.WorkerPool.ordered
+    killed: list[int] = []
+
+    def kill_after_first(self, method, tasks, lost):
+        for i, item in enumerate(ordered(self, method, tasks, lost)):
+            if i == 0:
+                for info in ray_cluster.get([a.info.remote() for a in self.actors]):
+                    os.kill(info["pid"], signal.SIGKILL)
+                    killed.append(info["pid"])
+            yield item
+
+    monkeypatch.setattr(distributed_ray.WorkerPool, "ordered", kill_after_first)
+    paths = sorted(PHOTO_ROOT.rglob("*.jpg"))
+    cfg = load_config(None, {"predict.batch_size": 2, "ray.enabled": True}, environ={})
+    on_ray = list(distributed_ray.predict_records(paths, cfg))
+    assert len(killed) == 2
+    from deepfake_cli.cli.common import load_classifier
+
+    local = list(predict_paths(paths, FacePipeline.from_config(load_classifier(cfg), cfg), cfg))
+    assert on_ray == local and all(r["status"] == "ok" for r in on_ray)
