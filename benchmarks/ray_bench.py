@@ -155,7 +155,7 @@ def main() -> int:
             actors = nodes * per_node
             rate = min(actors * per_actor_rate, cap)
             print(f"| {nodes} x {per_node} | {actors} | {rate:,.0f}{' (driver-bound)' if rate == cap else ''} | "
-                  f"{1e6 / rate / 60:,.0f} |")
+                  f"{1e6 / rate / 60:,.1f} |")
 
         if not args.skip_extract and FFPP.is_dir():
             extract_bench(cfg, session, args.frames_per_video)
