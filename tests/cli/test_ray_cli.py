@@ -27,7 +27,7 @@ VIDEOS = [
 ]
 # Fields that measure time, not results.
 TIMING = ("timings", "sampled_fps")
-EXTRACT_FAST = ["--frames-per-video", "2", "--detect-max-side", "320"]
+EXTRACT_FAST = ["--frames-per-video", "1", "--detect-max-side", "320"]
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +127,7 @@ def test_extract_ray_matches_local_and_resumes_after_killed_workers(ray_cluster,
 
     # A first run whose actors are killed after one video: the videos in flight become
     # error rows (never a silent gap), the others are done by a fresh actor.
-    cfg = load_config(None, {"data.frames_per_video": 2, "data.detect_max_side": 320, "ray.enabled": True}, environ={})
+    cfg = load_config(None, {"data.frames_per_video": 1, "data.detect_max_side": 320, "ray.enabled": True}, environ={})
     with ExtractRunner(cfg) as videos:
         progress = _KillAfterFirstVideo(ray_cluster, videos)
         first = run_extract(cfg, ray_out, root=FFPP_C23, progress=progress, videos_runner=videos)
@@ -146,7 +146,7 @@ def test_extract_ray_matches_local_and_resumes_after_killed_workers(ray_cluster,
     assert tree(ray_out) == tree(local_out)
     with open(ray_out / "metadata.csv", newline="", encoding="utf-8") as fh:
         paths = [row["path"] for row in csv.DictReader(fh)]
-    assert len(paths) == len(set(paths)) == 8
+    assert len(paths) == len(set(paths)) == 4
 
 
 def test_missing_ray_is_one_clear_line(tmp_path, monkeypatch):
@@ -190,11 +190,25 @@ def test_a_worker_process_killed_mid_run_is_restarted_and_its_task_retried(ray_c
             yield item
 
     monkeypatch.setattr(distributed_ray.WorkerPool, "ordered", kill_after_first)
-    paths = sorted(PHOTO_ROOT.rglob("*.jpg"))
-    cfg = load_config(None, {"predict.batch_size": 2, "ray.enabled": True}, environ={})
+    paths = sorted(PHOTOS.glob("*.jpg"))
+    cfg = load_config(None, {"predict.batch_size": 1, "ray.enabled": True}, environ={})
     on_ray = list(distributed_ray.predict_records(paths, cfg))
     assert len(killed) == 2
     from deepfake_cli.cli.common import load_classifier
 
     local = list(predict_paths(paths, FacePipeline.from_config(load_classifier(cfg), cfg), cfg))
     assert on_ray == local and all(r["status"] == "ok" for r in on_ray)
+
+
+def test_a_dfdetect_process_joins_a_running_cluster_by_address(ray_cluster):
+    """``--ray-address`` from another process: the cluster is joined (not started), the
+    records are the local ones, and the cluster is still up afterwards."""
+    address = ray_cluster.get_runtime_context().gcs_address
+    args = ["predict", str(PHOTOS), "--jsonl"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    joined = subprocess.run([sys.executable, "-m", "deepfake_cli", *args, "--ray-address", address],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert joined.returncode == 0, joined.stderr
+    assert f"on the Ray cluster at {address}" in joined.stderr
+    assert jsonl(joined.stdout) == jsonl(runner.invoke(app, args).stdout)
+    assert ray_cluster.cluster_resources().get("CPU") == 2
