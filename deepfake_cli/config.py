@@ -221,6 +221,30 @@ class RuntimeConfig:
 
 
 @dataclass
+class RayConfig:
+    """predict, video and extract on a Ray cluster (``--ray``; install ``dfdetect[ray]``).
+
+    Inputs are read, and annotated videos written, by the workers at the paths the driver
+    sees (a shared filesystem on a multi-node cluster); results and crops return to the
+    driver, which writes stdout, ``--out`` and the dataset folder as a local run does.
+    """
+
+    enabled: bool = False
+    # Unset: join the cluster RAY_ADDRESS names or one started here by 'ray start', else start
+    # a local one (shut down at the end); 'auto': join a running cluster (an error if none);
+    # or an address such as 'head-node:6379' or 'ray://head-node:10001'.
+    address: str | None = None
+    # Actors, each holding one loaded face pipeline (unset: the cluster's CPUs / cpus_per_actor,
+    # or its GPUs / gpus_per_actor when that is set; never more than there are inputs).
+    actors: int | None = None
+    cpus_per_actor: float = 1.0
+    gpus_per_actor: float = 0.0
+    # A worker process that dies (killed, out of memory) is restarted and its task retried up to
+    # this many times; after that its inputs become error rows (extract: errors.csv, redone on rerun).
+    max_retries: int = 2
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     face: FaceConfig = field(default_factory=FaceConfig)
@@ -231,6 +255,7 @@ class Config:
     serve: ServeConfig = field(default_factory=ServeConfig)
     gradcam: GradcamConfig = field(default_factory=GradcamConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -493,6 +518,10 @@ def validate(cfg: Config) -> None:
         ("serve.max_upload_mb", cfg.serve.max_upload_mb > 0, "must be > 0"),
         ("gradcam.alpha", 0.0 <= cfg.gradcam.alpha <= 1.0, "must be between 0 and 1"),
         ("gradcam.batch_size", cfg.gradcam.batch_size >= 1, "must be >= 1"),
+        ("ray.actors", cfg.ray.actors is None or cfg.ray.actors >= 1, "must be >= 1"),
+        ("ray.cpus_per_actor", cfg.ray.cpus_per_actor >= 0, "must be >= 0"),
+        ("ray.gpus_per_actor", cfg.ray.gpus_per_actor >= 0, "must be >= 0"),
+        ("ray.max_retries", cfg.ray.max_retries >= 0, "must be >= 0"),
     ]
     for key, ok, message in checks:
         if not ok:

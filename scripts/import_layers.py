@@ -5,7 +5,7 @@
 Layers, lowest first (a wing may import its own modules and those of lower layers; wings on
 the same layer may not import each other):
 
-    core (top-level modules) < media < faces < models < data | inference < training < serve < cli
+    core (top-level modules) < media < faces < models < data | inference < training | cluster < serve < cli
 
 Every import counts, also the ones inside functions (lazy imports). Only ``cli/`` may import typer.
 """
@@ -28,6 +28,7 @@ LAYERS: dict[str, int] = {
     "data": 4,
     "inference": 4,
     "training": 5,
+    "cluster": 5,  # Ray: runs inference and data work on other machines
     "serve": 6,
     "cli": 7,
 }

@@ -202,6 +202,22 @@ MinFaceSizeOption = typer.Option(None, "--min-face-size", help="Minimum face siz
 LargestFaceOption = typer.Option(False, "--largest-face", help="Only the largest face of each image.")
 ThreadsOption = typer.Option(None, "--threads", help="CPU threads for inference.")
 
+# Ray (dfdetect[ray]): the same inputs split across actors of a cluster, results in input order.
+RayOption = typer.Option(False, "--ray", help="Run on a Ray cluster (needs dfdetect[ray]): inputs split across actors, each holding one loaded pipeline; output as a local run.")
+RayAddressOption = typer.Option(
+    None, "--ray-address", help="Ray cluster to use, implies --ray (default: RAY_ADDRESS or one started by 'ray start' here, else a local one; 'auto': a running one)."
+)
+RayActorsOption = typer.Option(None, "--ray-actors", help="Actors in the Ray pool (default: the cluster's CPUs / ray.cpus_per_actor).")
+
+
+def ray_overrides(ray: bool, ray_address: Optional[str], ray_actors: Optional[int]) -> dict[str, Any]:
+    """Config overrides (dotted keys) from the Ray options; an address alone means --ray."""
+    return {
+        "ray.enabled": True if (ray or ray_address is not None) else None,
+        "ray.address": ray_address,
+        "ray.actors": ray_actors,
+    }
+
 
 def face_overrides(
     no_detect: bool, margin: Optional[float], min_face_prob: Optional[float], min_face_size: Optional[int], largest_face: bool

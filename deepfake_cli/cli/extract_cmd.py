@@ -14,10 +14,14 @@ from deepfake_cli.cli.common import (
     EXIT_PARTIAL,
     ConfigOption,
     DeviceOption,
+    RayActorsOption,
+    RayAddressOption,
+    RayOption,
     build_config,
     escape,
     handle_errors,
     prepare_runtime,
+    ray_overrides,
     stderr,
 )
 
@@ -54,6 +58,9 @@ def extract(
     config: Optional[Path] = ConfigOption,
     device: Optional[str] = DeviceOption,
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for detection (with --workers 1)."),
+    ray: bool = RayOption,
+    ray_address: Optional[str] = RayAddressOption,
+    ray_actors: Optional[int] = RayActorsOption,
 ) -> None:
     """Turn a dataset of videos into face crops, split train/val/test by identity.
 
@@ -92,6 +99,7 @@ def extract(
                 "face.crop_size": size,
                 "runtime.device": device,
                 "runtime.num_threads": threads,
+                **ray_overrides(ray, ray_address, ray_actors),
             },
         )
         if every is not None:
@@ -107,8 +115,8 @@ def run(cfg, out: Path, overwrite: bool, json_: bool) -> int:
     from deepfake_cli.output import dumps
 
     device = prepare_runtime(cfg)
-    with _RichProgress() as progress:
-        summary = run_extract(cfg, out, device=str(device), overwrite=overwrite, progress=progress)
+    with _ray_videos(cfg) as videos, _RichProgress() as progress:
+        summary = run_extract(cfg, out, device=str(device), overwrite=overwrite, progress=progress, videos_runner=videos)
     table = dataset_table(summary.dataset)
     if json_:
         typer.echo(dumps(summary.to_dict(), indent=2))
@@ -132,6 +140,17 @@ def run(cfg, out: Path, overwrite: bool, json_: bool) -> int:
         stderr.print("[bold red]error:[/] no face crop was extracted")
         return EXIT_FATAL
     return EXIT_PARTIAL if summary.errors else EXIT_OK
+
+
+def _ray_videos(cfg):
+    """With --ray, the videos go to Ray actors (dfdetect[ray]); else ``None``: the local workers."""
+    import contextlib
+
+    if not cfg.ray.enabled:
+        return contextlib.nullcontext()
+    from deepfake_cli.cluster.ray_pool import ExtractRunner
+
+    return ExtractRunner(cfg, note=lambda text: stderr.print(f"[dim]{escape(text)}[/]"))
 
 
 def dataset_table(dataset: dict):

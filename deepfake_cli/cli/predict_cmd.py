@@ -24,6 +24,9 @@ from deepfake_cli.cli.common import (
     MinFaceSizeOption,
     ModelOption,
     NoDetectOption,
+    RayActorsOption,
+    RayAddressOption,
+    RayOption,
     ThreadsOption,
     ThresholdOption,
     batch_exit_code,
@@ -33,6 +36,7 @@ from deepfake_cli.cli.common import (
     handle_errors,
     load_classifier,
     note_no_match,
+    ray_overrides,
     stderr,
 )
 
@@ -58,6 +62,9 @@ def predict(
     largest_face: bool = LargestFaceOption,
     fail_on_fake: bool = typer.Option(False, "--fail-on-fake", help="Exit with code 3 when any input is judged fake."),
     threads: Optional[int] = ThreadsOption,
+    ray: bool = RayOption,
+    ray_address: Optional[str] = RayAddressOption,
+    ray_actors: Optional[int] = RayActorsOption,
 ) -> None:
     """Score faces in images (and videos): one record per file, verdict = its most suspicious face.
 
@@ -78,6 +85,7 @@ def predict(
                 "predict.batch_size": batch_size,
                 **face_overrides(no_detect, margin, min_face_prob, min_face_size, largest_face),
                 "model.name": model,
+                **ray_overrides(ray, ray_address, ray_actors),
             },
         )
         fmt = choose_format(json_, jsonl, csv_, out=None if out is None else str(out), fmt=format_)
@@ -99,6 +107,7 @@ def run_predict(cfg, sources: list[str], fmt: str, out: Optional[Path], fail_on_
     # A bad --out fails before the model is loaded; '-' is stdout, as in 'dfdetect video'.
     stream = open_output_file(out) if to_file else sys.stdout
     complete = False
+    records = None
 
     def checked(paths):
         for path in paths:
@@ -119,18 +128,26 @@ def run_predict(cfg, sources: list[str], fmt: str, out: Optional[Path], fail_on_
         from deepfake_cli.inference.predict import IMAGE_COLUMNS, PredictSummary, flat_image_row
         from deepfake_cli.inference.video import predict_paths
 
-        classifier = load_classifier(cfg)
-        pipeline = FacePipeline.from_config(classifier, cfg)
+        if cfg.ray.enabled:  # the same records, computed by Ray actors (dfdetect[ray])
+            from deepfake_cli.cluster.ray_pool import predict_records
+
+            records = predict_records(paths, cfg, note=lambda text: stderr.print(f"[dim]{escape(text)}[/]"))
+        else:
+            classifier = load_classifier(cfg)
+            pipeline = FacePipeline.from_config(classifier, cfg)
+            records = predict_paths(paths, pipeline, cfg, video_progress=scan_progress)
         summary = PredictSummary()
         with RecordWriter(fmt, IMAGE_COLUMNS, stream, flatten=flat_image_row, title="dfdetect predict") as writer:
             # Videos are scanned like 'dfdetect video' and give one record each.
-            for record in predict_paths(paths, pipeline, cfg, video_progress=scan_progress):
+            for record in records:
                 writer.write(record)
                 summary.add(record)
                 if record["status"] == "error":
                     stderr.print(f"[yellow]skipped:[/] {escape(record['error'])}")
         complete = True
     finally:
+        if records is not None:
+            records.close()  # stops the work in flight (Ray: its actors, and a cluster it started)
         if to_file:
             # Stopped part-way (Ctrl-C, SIGTERM, an error): --out keeps what it held before.
             finish_output(stream, complete)

@@ -23,6 +23,9 @@ from deepfake_cli.cli.common import (
     MinFaceSizeOption,
     ModelOption,
     NoDetectOption,
+    RayActorsOption,
+    RayAddressOption,
+    RayOption,
     ThreadsOption,
     ThresholdOption,
     batch_exit_code,
@@ -32,6 +35,7 @@ from deepfake_cli.cli.common import (
     handle_errors,
     load_classifier,
     note_no_match,
+    ray_overrides,
     stderr,
 )
 
@@ -75,6 +79,9 @@ def video(
     config: Optional[Path] = ConfigOption,
     device: Optional[str] = DeviceOption,
     threads: Optional[int] = ThreadsOption,
+    ray: bool = RayOption,
+    ray_address: Optional[str] = RayAddressOption,
+    ray_actors: Optional[int] = RayActorsOption,
 ) -> None:
     """Scan videos for deepfaked faces: a verdict per video, per-frame scores, an annotated copy.
 
@@ -112,6 +119,7 @@ def video(
                 "video.detect_max_side": detect_max_side,
                 "video.redetect_every": redetect,
                 **face_overrides(no_detect, margin, min_face_prob, min_face_size, largest_face),
+                **ray_overrides(ray, ray_address, ray_actors),
             },
         )
         # The way of sampling given here replaces the configured one (file, environment).
@@ -153,9 +161,17 @@ def run_video(cfg, sources: list[str], out: Optional[Path], annotate: Optional[P
         rows_stream = sys.stdout if rows_to_stdout else open_output_file(out)
     counts = PredictSummary()
     complete = False
+    ray_scans = None
     try:
-        classifier = load_classifier(cfg)
-        pipeline = video_pipeline(classifier, cfg)
+        if cfg.ray.enabled:  # the same scans on Ray actors (dfdetect[ray]), taken in order
+            from deepfake_cli.cluster.ray_pool import VideoScans
+
+            ray_scans = VideoScans(paths, targets, cfg, want_rows=rows_stream is not None,
+                                   note=lambda text: stderr.print(f"[dim]{escape(text)}[/]"))
+            classifier, pipeline, scan_video = ray_scans, None, ray_scans.scan
+        else:
+            classifier = load_classifier(cfg)
+            pipeline = video_pipeline(classifier, cfg)
         with _maybe_writer(rows_stream, rows_fmt, FRAME_COLUMNS) as rows, \
                 _maybe_writer(None if summaries_fmt is None else sys.stdout, summaries_fmt, SUMMARY_COLUMNS,
                               flatten=flat_summary, title="dfdetect video") as summaries:
@@ -174,6 +190,8 @@ def run_video(cfg, sources: list[str], out: Optional[Path], annotate: Optional[P
                 report_video(summary)
         complete = True
     finally:
+        if ray_scans is not None:
+            ray_scans.close()  # stops its actors (and a cluster it started) on Ctrl-C or an error
         if rows_stream is not None and not rows_to_stdout:
             # Stopped part-way (Ctrl-C, SIGTERM, an error): --out keeps what it held before.
             finish_output(rows_stream, complete)

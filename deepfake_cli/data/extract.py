@@ -348,6 +348,7 @@ def run_extract(
     device: str = "cpu",
     overwrite: bool = False,
     progress: ExtractProgress | None = None,
+    videos_runner: Any = None,
 ) -> ExtractSummary:
     """Extract face crops from every video of the dataset at ``root`` (or ``cfg.data.root``)."""
     started = time.perf_counter()
@@ -366,7 +367,8 @@ def run_extract(
     pending = [it for it in items if read_manifest(out, it) is None]
     progress.start(len(items), len(items) - len(pending))
     errors: dict[str, ExtractedVideo] = {}
-    for result in _run_videos(pending, settings, out, cfg.data.extract_workers):
+    # videos_runner: another way to run them with _run_videos' signature (--ray).
+    for result in (videos_runner or _run_videos)(pending, settings, out, cfg.data.extract_workers):
         if result.status == "error":
             errors[result.video] = result
         progress.video_done(result)
