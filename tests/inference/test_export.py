@@ -99,3 +99,16 @@ def test_bad_options(tmp_path, sepcnn_ckpt):
     pytest.importorskip("onnxruntime")
     with pytest.raises(UsageError, match="opset"):
         export_checkpoint(sepcnn_ckpt, "onnx", tmp_path / "m.onnx", opset=13)
+
+
+def test_onnx_export_of_the_shipped_default_model(tmp_path, face_crops):
+    """The default model (mobilenet_v2 since issue 19) exports and matches PyTorch on real crops."""
+    pytest.importorskip("onnxruntime")
+    from deepfake_cli.models.store import resolve_model
+
+    ckpt = resolve_model(None)
+    result = export_checkpoint(ckpt, "onnx", tmp_path / "default.onnx", crops=face_crops)
+    v = result.verification
+    assert v.ok and v.inputs == 6 and v.label_agreement == 1.0 and v.max_abs_diff_probs < 1e-4
+    batch, reference = pytorch_logits(ckpt, face_crops)
+    assert np.abs(ExportedModel(tmp_path / "default.onnx")(batch.numpy()) - reference).max() < 1e-4
