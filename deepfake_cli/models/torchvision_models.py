@@ -77,10 +77,71 @@ def efficientnet_b0(num_classes: int = 2, pretrained: bool = False, dropout: flo
     params=2_226_434,
 )
 def mobilenet_v2(num_classes: int = 2, pretrained: bool = False, dropout: float = 0.2, **kwargs) -> nn.Module:
-    """torchvision MobileNetV2 with a new 1280 -> num_classes head (the default detector's backbone)."""
-    import torchvision.models as tvm
+    """MobileNetV2 with a new 1280 -> num_classes head (the default detector's backbone).
 
-    weights = _imagenet(tvm.MobileNet_V2_Weights.IMAGENET1K_V1, "mobilenet_v2", pretrained)
-    model = _build(tvm.mobilenet_v2, weights, "mobilenet_v2")
-    model.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(model.last_channel, num_classes))
+    The network is :class:`MobileNetV2`, torchvision's layout module for module, so
+    scoring with a trained checkpoint never imports torchvision (2 s of every
+    ``dfdetect predict``); ImageNet weights still come through torchvision's weights API.
+    """
+    model = MobileNetV2(num_classes=num_classes, dropout=dropout)
+    if pretrained:
+        import torchvision.models as tvm
+
+        weights = _imagenet(tvm.MobileNet_V2_Weights.IMAGENET1K_V1, "mobilenet_v2", pretrained)
+        model.features.load_state_dict(_build(tvm.mobilenet_v2, weights, "mobilenet_v2").features.state_dict())
     return model
+
+
+class _ConvBNReLU6(nn.Sequential):
+    def __init__(self, cin: int, cout: int, kernel: int = 3, stride: int = 1, groups: int = 1):
+        super().__init__(
+            nn.Conv2d(cin, cout, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU6(inplace=True),
+        )
+
+
+class _InvertedResidual(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int, expand: int):
+        super().__init__()
+        hidden = cin * expand
+        self.use_residual = stride == 1 and cin == cout
+        layers: list[nn.Module] = [_ConvBNReLU6(cin, hidden, 1)] if expand != 1 else []
+        layers += [_ConvBNReLU6(hidden, hidden, 3, stride, groups=hidden), nn.Conv2d(hidden, cout, 1, bias=False), nn.BatchNorm2d(cout)]
+        self.conv = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return x + self.conv(x) if self.use_residual else self.conv(x)
+
+
+class MobileNetV2(nn.Module):
+    """MobileNetV2 (Sandler et al. 2018), width 1.0, with torchvision's module names and init."""
+
+    # expansion t, channels c, repeats n, first stride s
+    SETTING = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+    last_channel = 1280
+
+    def __init__(self, num_classes: int = 2, dropout: float = 0.2):
+        super().__init__()
+        layers: list[nn.Module] = [_ConvBNReLU6(3, 32, stride=2)]
+        cin = 32
+        for t, c, n, s in self.SETTING:
+            for i in range(n):
+                layers.append(_InvertedResidual(cin, c, s if i == 0 else 1, t))
+                cin = c
+        layers.append(_ConvBNReLU6(cin, self.last_channel, 1))
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.last_channel, num_classes))
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x):
+        x = nn.functional.adaptive_avg_pool2d(self.features(x), 1)
+        return self.classifier(x.flatten(1))

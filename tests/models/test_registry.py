@@ -155,3 +155,22 @@ def test_mobilenet_v2_takes_any_input_size(size):
     model = create_model("mobilenet_v2").eval()
     with torch.no_grad():
         assert model(torch.zeros(1, 3, size, size)).shape == (1, 2)
+
+
+def test_mobilenet_v2_is_torchvisions_network_without_importing_torchvision():
+    """Same module names and outputs as torchvision's MobileNetV2; scoring a checkpoint skips torchvision's 2 s import."""
+    import subprocess
+    import sys
+
+    import torchvision
+
+    ours = create_model("mobilenet_v2").eval()
+    theirs = torchvision.models.mobilenet_v2(num_classes=2).eval()
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        assert torch.allclose(ours(x), theirs(x), atol=1e-5)
+    code = ("import sys; from deepfake_cli.models import create_model; create_model('mobilenet_v2'); "
+            "print('torchvision' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
