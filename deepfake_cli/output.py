@@ -191,6 +191,8 @@ class RecordWriter:
 
     ``columns`` fixes the CSV header and table columns; ``flatten`` turns a
     record into one flat CSV/table row (nested detail stays in JSON only).
+    ``csv_columns``/``csv_rows``, when given, make the CSV differ from the table:
+    ``csv_rows`` turns a record into any number of rows (one per face).
     """
 
     def __init__(
@@ -200,6 +202,8 @@ class RecordWriter:
         stream: TextIO | None = None,
         flatten: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
         title: str | None = None,
+        csv_columns: Sequence[str] | None = None,
+        csv_rows: Callable[[dict[str, Any]], list[dict[str, Any]]] | None = None,
     ):
         if fmt not in WRITERS:
             raise ValueError(f"unknown output format {fmt}")
@@ -208,6 +212,8 @@ class RecordWriter:
         self.stream = stream or sys.stdout
         self.flatten = flatten or (lambda r: r)
         self.title = title
+        self.csv_columns = list(csv_columns) if csv_columns is not None else self.columns
+        self.csv_rows = csv_rows or (lambda r: [self.flatten(r)])
         self.count = 0
         self._format = WRITERS[fmt](self)
 
@@ -268,11 +274,12 @@ class _CsvFormat(_Format):
     """CSV with a header of the writer's columns; records flattened."""
 
     def begin(self) -> None:
-        self._csv = csv.DictWriter(self.w.stream, fieldnames=self.w.columns, extrasaction="ignore", lineterminator="\n")
+        self._csv = csv.DictWriter(self.w.stream, fieldnames=self.w.csv_columns, extrasaction="ignore", lineterminator="\n")
         self._csv.writeheader()
 
     def write(self, record: dict[str, Any]) -> None:
-        self._csv.writerow({k: _csv_value(v) for k, v in self.w.flatten(record).items()})
+        for row in self.w.csv_rows(record):
+            self._csv.writerow({k: _csv_value(v) for k, v in row.items()})
 
 
 class _TableFormat(_Format):

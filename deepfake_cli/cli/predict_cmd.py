@@ -61,7 +61,8 @@ def predict(
 ) -> None:
     """Score faces in images (and videos): one record per file, verdict = its most suspicious face.
 
-    Output is a table on a terminal and JSON Lines in a pipe, or --format json|jsonl|csv.
+    Output is a table on a terminal and JSON Lines in a pipe, or --format json|jsonl|csv
+    (CSV: one row per face, with x1,y1,x2,y2 and the file's verdict on each row).
     A file that cannot be read becomes an 'error' record and the batch goes on; an
     image without a face gets status 'no_face'. A video is scanned as by 'dfdetect
     video' (video.* config) and its record carries the video-level verdict.
@@ -116,13 +117,16 @@ def run_predict(cfg, sources: list[str], fmt: str, out: Optional[Path], fail_on_
         # torch and the models (about 2.5 s) only once there is something to score.
         from deepfake_cli.cli.video_cmd import scan_progress
         from deepfake_cli.inference.pipeline import FacePipeline
-        from deepfake_cli.inference.predict import IMAGE_COLUMNS, PredictSummary, flat_image_row
+        from deepfake_cli.inference.predict import (
+            IMAGE_COLUMNS, IMAGE_CSV_COLUMNS, PredictSummary, flat_image_row, image_csv_rows,
+        )
         from deepfake_cli.inference.video import predict_paths
 
         classifier = load_classifier(cfg)
         pipeline = FacePipeline.from_config(classifier, cfg)
         summary = PredictSummary()
-        with RecordWriter(fmt, IMAGE_COLUMNS, stream, flatten=flat_image_row, title="dfdetect predict") as writer:
+        with RecordWriter(fmt, IMAGE_COLUMNS, stream, flatten=flat_image_row, title="dfdetect predict",
+                          csv_columns=IMAGE_CSV_COLUMNS, csv_rows=image_csv_rows) as writer:
             # Videos are scanned like 'dfdetect video' and give one record each.
             for record in predict_paths(paths, pipeline, cfg, video_progress=scan_progress):
                 writer.write(record)

@@ -219,3 +219,20 @@ def test_quiet_leaves_only_errors_on_stderr(sepcnn_ckpt, tmp_path):
         assert fatal.exit_code == 1 and fatal.stderr.startswith("error: no image or video files found")
     # The next command without -q talks again (one process, as in these tests).
     assert "1 inputs" in runner.invoke(app, ["predict", photo, "-m", str(sepcnn_ckpt), "--jsonl"]).stderr
+
+
+def test_csv_has_one_row_per_face_with_box_columns(mixed_folder, sepcnn_ckpt):
+    need_shared(PHOTOS / "multiface.jpg")
+    result = runner.invoke(app, ["predict", str(PHOTOS / "multiface.jpg"), str(mixed_folder), "-m", str(sepcnn_ckpt), "--csv"])
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert {"x1", "y1", "x2", "y2", "face", "det_prob", "face_p_fake"} <= set(rows[0]) and "box" not in rows[0]
+    multi = [r for r in rows if Path(r["path"]).name == "multiface.jpg"]
+    assert len(multi) == 6 and [int(r["face"]) for r in multi] == list(range(6))
+    # The file-level verdict on every row; the file's p_fake is its most suspicious face's.
+    assert len({(r["verdict"], r["p_fake"], r["face_count"]) for r in multi}) == 1 and multi[0]["face_count"] == "6"
+    assert float(multi[0]["p_fake"]) == max(float(r["face_p_fake"]) for r in multi)
+    assert all(float(r["x2"]) > float(r["x1"]) and float(r["y2"]) > float(r["y1"]) for r in multi)
+    # A file without a face, or one that cannot be read, still gets exactly one row.
+    others = [r for r in rows if Path(r["path"]).name != "multiface.jpg"]
+    assert {Path(r["path"]).name: r["status"] for r in others} == EXPECTED_STATUS and len(others) == len(EXPECTED_STATUS)
+    assert all(r["x1"] == "" and r["face"] == "" for r in others if r["status"] != "ok")
