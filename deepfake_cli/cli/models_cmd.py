@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 from typing import Any, List, Optional
 
@@ -60,8 +61,11 @@ def info_cmd(
     name: Optional[str] = typer.Argument(None, help="Shipped/kept model name or checkpoint path (default: the default model)."),
     json_: bool = typer.Option(False, "--json", help="Print the checkpoint's description as JSON instead of the model card."),
 ) -> None:
-    """Print a model's card (data, recipe, metrics, limitations), or its checkpoint description."""
-    from deepfake_cli.models.catalog import model_info
+    """Print a model's card: a short summary first (what it is, validation figures,
+    limitations), then the full card (data, recipe, metrics); or --json, its checkpoint
+    description. Rendered on a terminal, raw Markdown in a pipe or file.
+    """
+    from deepfake_cli.models.catalog import card_summary, model_info
     from deepfake_cli.output import dumps
 
     with handle_errors():
@@ -69,10 +73,22 @@ def info_cmd(
         if json_:
             typer.echo(dumps(info, indent=2))
         elif info["card_text"] is not None:
-            typer.echo(info["card_text"].rstrip())
+            text = card_summary(info) + "\n---\n\n" + info["card_text"].rstrip() + "\n"
+            if sys.stdout.isatty():
+                print_markdown(text)
+            else:
+                typer.echo(text.rstrip())
         else:
             stderr.print(f"[yellow]{info['name']} has no model card; its checkpoint says:[/]")
             typer.echo(dumps({k: v for k, v in info.items() if k != "card_text"}, indent=2))
+
+
+def print_markdown(text: str, console: Any = None) -> None:
+    """``text`` rendered by Rich's Markdown (headings, tables, paragraphs re-wrapped to the terminal's width)."""
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    (console or Console()).print(Markdown(text))
 
 
 OutOption = typer.Option(
