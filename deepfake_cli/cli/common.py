@@ -65,6 +65,11 @@ stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 errors_out = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """``1 input``, ``2 inputs``, ``0 errors`` (``many`` for irregular plurals)."""
+    return f"{count} {word if count == 1 else (many or word + 's')}"
+
+
 def set_quiet(quiet: bool) -> None:
     """Only errors on stderr: no progress, notes or summaries (stdout is unchanged)."""
     stderr.quiet = quiet

@@ -33,6 +33,7 @@ from deepfake_cli.cli.common import (
     handle_errors,
     load_classifier,
     note_no_match,
+    plural,
     stderr,
 )
 
@@ -138,9 +139,11 @@ def run_predict(cfg, sources: list[str], fmt: str, out: Optional[Path], fail_on_
         if to_file:
             # Stopped part-way (Ctrl-C, SIGTERM, an error): --out keeps what it held before.
             finish_output(stream, complete)
+    if to_file:
+        stderr.print(f"wrote {escape(str(out))}")
     stderr.print(
-        f"{summary.total} inputs: {summary.fake} fake, {summary.real} real, "
-        f"{summary.no_face} without a face, {summary.errors} errors"
+        f"{plural(summary.total, 'input')}: {summary.fake} fake, {summary.real} real, "
+        f"{summary.no_face} without a face, {plural(summary.errors, 'error')}"
     )
     return batch_exit_code(summary, fail_on_fake)
 

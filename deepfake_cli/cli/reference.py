@@ -64,11 +64,11 @@ def cli_reference_markdown(app: typer.Typer | None = None) -> str:
         if help_text:
             parts.append(help_text + "\n")
         params = [p for p in command.params if not getattr(p, "hidden", False) and p.name not in ("install_completion", "show_completion")]
-        if params and not getattr(command, "commands", None):
+        if params:  # a group's own options too (the root's --version, -q)
             parts.append("\n| argument / option | help | default | required |\n|---|---|---|---|")
             parts.extend(_param_row(p) for p in params)
             parts.append("")
-        elif getattr(command, "commands", None):
+        if getattr(command, "commands", None):
             subs = [n for n in sorted(command.commands) if not command.commands[n].hidden]
             parts.append("\nSubcommands: " + ", ".join(f"`{n}`" for n in subs) + "\n")
         if command.epilog:

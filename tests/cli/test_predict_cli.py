@@ -211,14 +211,32 @@ def test_quiet_leaves_only_errors_on_stderr(sepcnn_ckpt, tmp_path):
     need_shared(PHOTOS)
     photo = str(PHOTOS / "kate_siegel.jpg")
     loud = runner.invoke(app, ["predict", photo, "-m", str(sepcnn_ckpt), "--jsonl"])
-    assert loud.exit_code == 0 and "1 inputs" in loud.stderr
-    for args, env in ((["-q"], {}), ([], {"DFDETECT_RUNTIME_LOG_LEVEL": "error"})):
-        quiet = runner.invoke(app, [*args, "predict", photo, "-m", str(sepcnn_ckpt), "--jsonl"], env=env)
+    assert loud.exit_code == 0 and "1 input:" in loud.stderr and "0 errors" in loud.stderr
+    for args, after, env in ((["-q"], [], {}), ([], ["-q"], {}), ([], ["--quiet"], {}), ([], [], {"DFDETECT_RUNTIME_LOG_LEVEL": "error"})):
+        # -q before or after the subcommand.
+        quiet = runner.invoke(app, [*args, "predict", photo, *after, "-m", str(sepcnn_ckpt), "--jsonl"], env=env)
         assert quiet.exit_code == 0 and quiet.stderr == "" and quiet.stdout == loud.stdout
-        fatal = runner.invoke(app, [*args, "predict", str(tmp_path / "empty_dir_glob_*.jpg"), "-m", str(sepcnn_ckpt)], env=env)
+        fatal = runner.invoke(app, [*args, "predict", str(tmp_path / "empty_dir_glob_*.jpg"), "-m", str(sepcnn_ckpt), *after], env=env)
         assert fatal.exit_code == 1 and fatal.stderr.startswith("error: no image or video files found")
     # The next command without -q talks again (one process, as in these tests).
-    assert "1 inputs" in runner.invoke(app, ["predict", photo, "-m", str(sepcnn_ckpt), "--jsonl"]).stderr
+    assert "1 input:" in runner.invoke(app, ["predict", photo, "-m", str(sepcnn_ckpt), "--jsonl"]).stderr
+
+
+def test_out_says_where_it_wrote(sepcnn_ckpt, tmp_path):
+    need_shared(PHOTOS)
+    out = tmp_path / "scores.csv"
+    result = runner.invoke(app, ["predict", str(PHOTOS / "kate_siegel.jpg"), "-m", str(sepcnn_ckpt), "-o", str(out)])
+    assert result.exit_code == 0 and out.is_file()
+    assert f"wrote {out}" in " ".join(result.stderr.split())
+
+
+def test_hoist_quiet_moves_only_quiet_and_leaves_what_follows_double_dash():
+    from deepfake_cli.cli.app import hoist_quiet
+
+    assert hoist_quiet(["predict", "x", "-q"]) == ["--quiet", "predict", "x"]
+    assert hoist_quiet(["models", "list", "--quiet", "--json"]) == ["--quiet", "models", "list", "--json"]
+    assert hoist_quiet(["predict", "--", "-q"]) == ["predict", "--", "-q"]
+    assert hoist_quiet(["predict", "x"]) == ["predict", "x"]
 
 
 def test_csv_has_one_row_per_face_with_box_columns(mixed_folder, sepcnn_ckpt):
