@@ -29,10 +29,25 @@ def hoist_quiet(args: list[str]) -> list[str]:
 
 
 class RootGroup(typer.core.TyperGroup):
-    """dfdetect's root command: ``-q`` is accepted anywhere on the command line."""
+    """dfdetect's root command: ``-q`` is accepted anywhere on the command line, and every
+    command's help is polished for reading (cli/help.py)."""
+
+    def __init__(self, *args, **kwargs):  # noqa: ANN002, ANN003
+        super().__init__(*args, **kwargs)
+        from deepfake_cli.cli.help import polish
+
+        polish(self)
 
     def parse_args(self, ctx, args):  # noqa: ANN001 (click's signature)
-        return super().parse_args(ctx, hoist_quiet(list(args)))
+        args = hoist_quiet(list(args))
+        for param in self.params:  # Typer adds its completion options after __init__
+            if param.name in ("install_completion", "show_completion") and param.metavar is None:
+                param.metavar = ""
+        if len(args) < 3 or "-h" in args or "--help" in args:  # help may be printed
+            from deepfake_cli.cli.help import install_folding
+
+            install_folding()
+        return super().parse_args(ctx, args)
 
 
 app = typer.Typer(
