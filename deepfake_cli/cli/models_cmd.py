@@ -36,6 +36,8 @@ def list_cmd(
         from rich.console import Console
         from rich.table import Table
 
+        from deepfake_cli.output import breakable
+
         console = Console()
         table = Table(title="Architectures")
         for col in ("name", "params", "input", "grad-cam layer", "pretrained"):
@@ -43,14 +45,15 @@ def list_cmd(
         for a in archs:
             table.add_row(
                 a["name"], f"{a['params']:,}", f"{a['input_size']}x{a['input_size']}", a["gradcam_layer"],
-                a["pretrained_source"] or "-",
+                breakable(a["pretrained_source"] or "-"),
             )
         console.print(table)
         table = Table(title="Trained models")
         for col in ("name", "arch", "labels", "threshold", "default", "path"):
             table.add_column(col, overflow="fold")
         for m in trained:
-            table.add_row(m["name"], m["arch"], ",".join(m["labels"]), f"{m['threshold']:.3f}", "yes" if m["default"] else "", m["path"])
+            table.add_row(m["name"], m["arch"], ",".join(m["labels"]), f"{m['threshold']:.3f}", "yes" if m["default"] else "",
+                          breakable(m["path"]))
         if not trained:
             table.caption = "none installed: train one with 'dfdetect train' or import one with 'dfdetect models import'"
         console.print(table)
