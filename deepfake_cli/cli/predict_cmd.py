@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import sys
+import time
 from pathlib import Path
 from typing import List, Optional
 
@@ -115,6 +117,10 @@ def run_predict(cfg, sources: list[str], fmt: str, out: Optional[Path], fail_on_
         if first is None:
             raise NoInputsError(f"no image or video files found in: {' '.join(sources)}")
         paths = itertools.chain([first], found)
+        show_progress = stderr.is_terminal and not stderr.quiet and "-" not in sources
+        if show_progress:
+            # Counted for the progress bar (a folder walk costs little beside scoring its files).
+            paths = list(paths)
         # torch and the models (about 2.5 s) only once there is something to score.
         from deepfake_cli.cli.video_cmd import scan_progress
         from deepfake_cli.inference.pipeline import FacePipeline
@@ -127,11 +133,14 @@ def run_predict(cfg, sources: list[str], fmt: str, out: Optional[Path], fail_on_
         pipeline = FacePipeline.from_config(classifier, cfg)
         summary = PredictSummary()
         with RecordWriter(fmt, IMAGE_COLUMNS, stream, flatten=flat_image_row, title="dfdetect predict",
-                          csv_columns=IMAGE_CSV_COLUMNS, csv_rows=image_csv_rows) as writer:
+                          csv_columns=IMAGE_CSV_COLUMNS, csv_rows=image_csv_rows) as writer, \
+                batch_progress(len(paths) if show_progress else None) as bar:
             # Videos are scanned like 'dfdetect video' and give one record each.
-            for record in predict_paths(paths, pipeline, cfg, video_progress=scan_progress):
+            for record in predict_paths(paths, pipeline, cfg, video_progress=bar.video if bar else scan_progress):
                 writer.write(record)
                 summary.add(record)
+                if bar:
+                    bar.advance(summary)
                 if record["status"] == "error":
                     stderr.print(f"[yellow]skipped:[/] {escape(record['error'])}")
         complete = True
@@ -146,6 +155,53 @@ def run_predict(cfg, sources: list[str], fmt: str, out: Optional[Path], fail_on_
         f"{summary.no_face} without a face, {plural(summary.errors, 'error')}"
     )
     return batch_exit_code(summary, fail_on_fake)
+
+
+class BatchProgress:
+    """One Rich progress display on stderr for a batch: files done of the total, files/s, time
+    left and the running counts, plus a line for the video being scanned, if any."""
+
+    def __init__(self, progress, total: int):
+        self.progress = progress
+        self.started = time.monotonic()
+        self.task = progress.add_task("scoring", total=total, rate="", counts="")
+
+    def advance(self, summary) -> None:
+        rate = summary.total / max(time.monotonic() - self.started, 1e-6)
+        counts = f"{summary.fake} fake, {summary.real} real"
+        if summary.no_face:
+            counts += f", {summary.no_face} no face"
+        if summary.errors:
+            counts += f", {plural(summary.errors, 'error')}"
+        self.progress.update(self.task, completed=summary.total, rate=f"{rate:.1f} files/s", counts=counts)
+
+    @contextlib.contextmanager
+    def video(self, path: str):
+        """Like ``video_cmd.scan_progress``, as a second line of this display (Rich shows one at a time)."""
+        task = self.progress.add_task(escape(Path(path).name), total=None, rate="", counts="")
+        try:
+            yield lambda p: self.progress.update(
+                task, total=p.sampled_total, completed=p.sampled_done,
+                rate=f"{p.fps:.1f} frames/s", counts=f"{p.faces} faces",
+            )
+        finally:
+            self.progress.remove_task(task)
+
+
+@contextlib.contextmanager
+def batch_progress(total: Optional[int]):
+    """A transient :class:`BatchProgress` when ``total`` is known (stderr a terminal, not -q); else ``None``."""
+    if total is None:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(), TextColumn("{task.fields[counts]}"),
+    )
+    with Progress(*columns, console=stderr, transient=True) as progress:
+        yield BatchProgress(progress, total)
 
 
 def register(app: typer.Typer) -> None:

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import PHOTOS, make_checkpoint, need_shared
+from conftest import MESONET_PHOTOS, PHOTOS, make_checkpoint, need_shared
 from deepfake_cli.cli.app import app
 
 runner = CliRunner()
@@ -254,3 +254,29 @@ def test_csv_has_one_row_per_face_with_box_columns(mixed_folder, sepcnn_ckpt):
     others = [r for r in rows if Path(r["path"]).name != "multiface.jpg"]
     assert {Path(r["path"]).name: r["status"] for r in others} == EXPECTED_STATUS and len(others) == len(EXPECTED_STATUS)
     assert all(r["x1"] == "" and r["face"] == "" for r in others if r["status"] != "ok")
+
+
+def test_image_batches_show_a_progress_bar_on_a_terminal_only(sepcnn_ckpt, monkeypatch):
+    from conftest import ORIGINAL_004
+
+    need_shared(MESONET_PHOTOS, ORIGINAL_004)
+    args = ["predict", str(MESONET_PHOTOS), str(ORIGINAL_004), "-m", str(sepcnn_ckpt), "--no-detect", "--jsonl"]
+    env = {"DFDETECT_VIDEO_FRAMES": "2", "TERM": "xterm"}
+    plain = runner.invoke(app, args, env=env)
+    assert plain.exit_code == 0 and "files/s" not in plain.stderr
+    from rich.console import Console
+
+    from deepfake_cli.cli import predict_cmd
+
+    terminal = io.StringIO()
+    monkeypatch.setattr(predict_cmd, "stderr", Console(file=terminal, force_terminal=True, width=120))
+    shown = runner.invoke(app, args, env=env)
+    assert shown.exit_code == 0, shown.output
+    drawn = terminal.getvalue()
+    assert "scoring" in drawn and "5/5" in drawn and "files/s" in drawn, drawn
+    assert "real" in drawn.split("files/s")[-1] or "fake" in drawn.split("files/s")[-1]  # the running counts
+    assert "004.mp4" in drawn  # the video's own line in the same display
+    assert shown.stdout == plain.stdout
+    monkeypatch.undo()
+    quiet = runner.invoke(app, [*args, "-q"], env=env)
+    assert quiet.exit_code == 0 and quiet.stderr == ""
