@@ -130,8 +130,12 @@ def floor_scan(video: Path, every: int, annotate: Path) -> dict:
     ``csv_decode``: what a CSV-only scan must decode (every frame with ``grab()``,
     the sampled ones converted to RGB); ``decode``: what an annotated scan must
     decode (every frame converted to BGR, the sampled ones to RGB as well);
-    ``encode``: writing every frame with OpenCV's ``mp4v`` encoder.
+    ``encode``: writing every frame with the encoder ``--annotate`` uses
+    (:class:`~deepfake_cli.media.annotate.AnnotatedVideoWriter`: H.264 through PyAV, or
+    OpenCV's ``mp4v`` without it).
     """
+    from deepfake_cli.media.annotate import AnnotatedVideoWriter
+
     stages = {"csv_decode": 0.0, "decode": 0.0, "encode": 0.0}
     started, cpu_started = time.perf_counter(), time.process_time()
     cap = cv2.VideoCapture(str(video))
@@ -145,7 +149,7 @@ def floor_scan(video: Path, every: int, annotate: Path) -> dict:
     cap = cv2.VideoCapture(str(video))
     fps = cap.get(cv2.CAP_PROP_FPS)
     size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
-    writer = cv2.VideoWriter(str(annotate), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    writer = AnnotatedVideoWriter(annotate, fps, size)
     index = 0
     while True:
         t = time.perf_counter()
@@ -161,9 +165,9 @@ def floor_scan(video: Path, every: int, annotate: Path) -> dict:
         index += 1
     cap.release()
     t = time.perf_counter()
-    writer.release()
+    writer.close()
     stages["encode"] += time.perf_counter() - t
-    return {"wall": time.perf_counter() - started, "cpu": time.process_time() - cpu_started, "stages": stages,
+    return {"codec": writer.codec, "wall": time.perf_counter() - started, "cpu": time.process_time() - cpu_started, "stages": stages,
             "decoded": index}
 
 
@@ -365,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     naive_annotated = best(f"naive {naive_threads[0]}t annotated")
     bound_free, bound_ours = decode_encode / 2, (decode_encode + face_cpu) / 2
     print(f"floor, one thread, no detection: decoding {floor['decoded']} frames to BGR {fs['decode']:.2f} s, "
-          f"encoding them {fs['encode']:.2f} s (decoding for CSV only: {fs['csv_decode']:.2f} s). Split evenly "
+          f"encoding them ({floor['codec']}) {fs['encode']:.2f} s (decoding for CSV only: {fs['csv_decode']:.2f} s). Split evenly "
           f"over 2 cores, an annotated scan takes at least {bound_free:.2f} s with free face detection (at most "
           f"{naive_annotated / bound_free:.1f}x the naive loop), {bound_ours:.2f} s with dfdetect's face work "
           f"({face_cpu:.2f} CPU s in its CSV-only run less decoding: at most {naive_annotated / bound_ours:.1f}x)")

@@ -206,7 +206,7 @@ class GradcamConfig:
     layer: str | None = None
     alpha: float = 0.5
     batch_size: int = 8
-    out_dir: str = "runs/gradcam"
+    out_dir: str = "runs/gradcam"  # each run without --out writes into a new exp, exp2, ... here
 
 
 @dataclass

@@ -13,6 +13,7 @@ import io
 import json
 import math
 import os
+import re
 import secrets
 import sys
 from pathlib import Path
@@ -191,6 +192,8 @@ class RecordWriter:
 
     ``columns`` fixes the CSV header and table columns; ``flatten`` turns a
     record into one flat CSV/table row (nested detail stays in JSON only).
+    ``csv_columns``/``csv_rows``, when given, make the CSV differ from the table:
+    ``csv_rows`` turns a record into any number of rows (one per face).
     """
 
     def __init__(
@@ -200,6 +203,8 @@ class RecordWriter:
         stream: TextIO | None = None,
         flatten: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
         title: str | None = None,
+        csv_columns: Sequence[str] | None = None,
+        csv_rows: Callable[[dict[str, Any]], list[dict[str, Any]]] | None = None,
     ):
         if fmt not in WRITERS:
             raise ValueError(f"unknown output format {fmt}")
@@ -208,6 +213,8 @@ class RecordWriter:
         self.stream = stream or sys.stdout
         self.flatten = flatten or (lambda r: r)
         self.title = title
+        self.csv_columns = list(csv_columns) if csv_columns is not None else self.columns
+        self.csv_rows = csv_rows or (lambda r: [self.flatten(r)])
         self.count = 0
         self._format = WRITERS[fmt](self)
 
@@ -268,11 +275,12 @@ class _CsvFormat(_Format):
     """CSV with a header of the writer's columns; records flattened."""
 
     def begin(self) -> None:
-        self._csv = csv.DictWriter(self.w.stream, fieldnames=self.w.columns, extrasaction="ignore", lineterminator="\n")
+        self._csv = csv.DictWriter(self.w.stream, fieldnames=self.w.csv_columns, extrasaction="ignore", lineterminator="\n")
         self._csv.writeheader()
 
     def write(self, record: dict[str, Any]) -> None:
-        self._csv.writerow({k: _csv_value(v) for k, v in self.w.flatten(record).items()})
+        for row in self.w.csv_rows(record):
+            self._csv.writerow({k: _csv_value(v) for k, v in row.items()})
 
 
 class _TableFormat(_Format):
@@ -340,8 +348,9 @@ class _TableFormat(_Format):
                 table.add_column(col, overflow="fold", ratio=1)
             else:
                 table.add_column(col, no_wrap=True)
+        folded = {i for i, c in enumerate(shown) if folding(i, c)}
         for r in cells:
-            table.add_row(*r)
+            table.add_row(*(breakable(v) if i in folded else v for i, v in enumerate(r)))
         console.print(table)
 
 
@@ -362,6 +371,40 @@ TABLE_DETAIL_COLUMNS = (
     "target_prob", "mode", "blank", "heatmap", "sheet", "tracks", "face_count", "timestamp", "method",
 )
 TABLE_MIN_FOLDED_WIDTH = 24
+
+
+# Where a path or identifier may break across lines: after a separator ("/", "_", "-", a
+# space) or before a dot ("angelina_jolie.jpg" -> "angelina_" "jolie" ".jpg").
+_BREAKS = re.compile(r"(?<=[/\\_\-\s,])|(?=\.)")
+
+
+def breakable(text: str) -> Any:
+    """``text`` as a Rich renderable for a table cell that wraps at word and path boundaries
+    (:data:`_BREAKS`) instead of mid-word ("angelina_jolie.jp|g"); a piece wider than the
+    cell is folded only then."""
+    from rich.measure import Measurement
+    from rich.text import Text
+
+    pieces = [p for p in _BREAKS.split(text) if p]
+
+    class _Breakable:
+        def __rich_measure__(self, console: Any, options: Any) -> Measurement:
+            longest = max((len(p.rstrip()) for p in pieces), default=0)
+            return Measurement(min(longest, options.max_width), min(len(text), options.max_width))
+
+        def __rich_console__(self, console: Any, options: Any) -> Any:
+            width = max(1, options.max_width)
+            lines, line = [], ""
+            for piece in pieces:
+                if line and len(line) + len(piece.rstrip()) > width:
+                    lines.append(line.rstrip())
+                    line = piece.lstrip()
+                else:
+                    line += piece
+            lines.append(line.rstrip())
+            yield Text("\n".join(lines), overflow="fold")
+
+    return _Breakable()
 
 
 def _csv_value(value: Any) -> Any:

@@ -195,3 +195,34 @@ def test_atomic_path_replaces_the_target_whole_or_leaves_it_as_it_was(tmp_path):
         assert tmp.suffix == ".json" and tmp.parent == target.parent
         tmp.write_text("second\n")
     assert target.read_text() == "second\n"
+
+
+def test_table_cells_break_at_path_and_word_boundaries_at_80_columns():
+    from rich.console import Console
+
+    from deepfake_cli.output import breakable
+
+    buf = io.StringIO()
+    path = "../shared/data/photos/faces/angelina_jolie.jpg"
+    table_columns = ("path", "status", "verdict", "p_fake", "face_count", "error")
+    record = {"path": path, "status": "ok", "verdict": "real", "p_fake": 0.25, "face_count": 1, "error": None}
+    with RecordWriter("table", table_columns, buf) as writer:
+        for _ in range(2):
+            writer.write(record)
+    # Rebuild at a width where the path must wrap.
+    narrow = io.StringIO()
+    console = Console(file=narrow, width=30)
+    from rich.table import Table
+
+    table = Table()
+    table.add_column("path", overflow="fold", ratio=1)
+    table.add_column("status", no_wrap=True)
+    table.add_row(breakable(path), "ok")
+    console.print(table)
+    cells = "".join(line.split("│")[1].strip() for line in narrow.getvalue().splitlines() if line.startswith("│"))
+    assert cells.replace(" ", "") == path
+    lines = [line.split("│")[1].strip() for line in narrow.getvalue().splitlines() if line.startswith("│")]
+    assert all(a.endswith(("/", "_")) or b.startswith(".") for a, b in zip(lines, lines[1:])), narrow.getvalue()
+    assert ".jpg" in lines
+    wide = buf.getvalue()
+    assert path in wide or "angelina_jolie.jpg" in wide

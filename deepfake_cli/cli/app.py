@@ -15,8 +15,44 @@ from deepfake_cli.cli import gradcam_cmd
 from deepfake_cli.cli import train_cmd, evaluate_cmd
 from deepfake_cli.cli.common import set_quiet, stop_cleanly_on_sigterm
 
+QUIET_FLAGS = ("-q", "--quiet")
+
+
+def hoist_quiet(args: list[str]) -> list[str]:
+    """``-q``/``--quiet`` given after the subcommand (``dfdetect predict x -q``) moved before
+    it, where the root option is parsed; anything after ``--`` is left alone."""
+    end = args.index("--") if "--" in args else len(args)
+    head = [a for a in args[:end] if a not in QUIET_FLAGS]
+    if len(head) == end:
+        return list(args)
+    return ["--quiet", *head, *args[end:]]
+
+
+class RootGroup(typer.core.TyperGroup):
+    """dfdetect's root command: ``-q`` is accepted anywhere on the command line, and every
+    command's help is polished for reading (cli/help.py)."""
+
+    def __init__(self, *args, **kwargs):  # noqa: ANN002, ANN003
+        super().__init__(*args, **kwargs)
+        from deepfake_cli.cli.help import polish
+
+        polish(self)
+
+    def parse_args(self, ctx, args):  # noqa: ANN001 (click's signature)
+        args = hoist_quiet(list(args))
+        for param in self.params:  # Typer adds its completion options after __init__
+            if param.name in ("install_completion", "show_completion") and param.metavar is None:
+                param.metavar = ""
+        if len(args) < 3 or "-h" in args or "--help" in args:  # help may be printed
+            from deepfake_cli.cli.help import install_folding
+
+            install_folding()
+        return super().parse_args(ctx, args)
+
+
 app = typer.Typer(
     name="dfdetect",
+    cls=RootGroup,
     help="Tell real faces from deepfakes in photos, folders and videos; train, evaluate, explain and serve detectors.",
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -38,7 +74,7 @@ def root(
     ),
     quiet: bool = typer.Option(
         False, "--quiet", "-q",
-        help="Only errors on stderr: no progress, notes or summaries (as runtime.log_level = \"error\"); stdout is unchanged.",
+        help="Only errors on stderr: no progress, notes or summaries (as runtime.log_level = \"error\"); stdout is unchanged. Also accepted after the subcommand.",
     ),
 ) -> None:
     """dfdetect: deepfake detection for photos, folders and videos."""

@@ -59,10 +59,24 @@ EXIT_CODES_HELP_NO_VERDICT = (
 )
 
 # Progress, logs and errors go to stderr; results alone go to stdout.
-# soft_wrap: messages stay one line each in logs and pipes (grep), never cut at 80 columns.
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+# soft_wrap: messages stay one line each in logs and pipes (grep), never cut at 80 columns;
+# on a terminal Rich wraps them at word boundaries instead of the terminal cutting words
+# ("sampl|ed frames").
+def _one_line_each() -> bool:
+    try:
+        return not sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced or closed stderr
+        return True
+
+
+stderr = Console(stderr=True, highlight=False, soft_wrap=_one_line_each())
 # Errors are printed even when stderr is quiet (-q, runtime.log_level = "error").
-errors_out = Console(stderr=True, highlight=False, soft_wrap=True)
+errors_out = Console(stderr=True, highlight=False, soft_wrap=_one_line_each())
+
+
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """``1 input``, ``2 inputs``, ``0 errors`` (``many`` for irregular plurals)."""
+    return f"{count} {word if count == 1 else (many or word + 's')}"
 
 
 def set_quiet(quiet: bool) -> None:

@@ -35,6 +35,7 @@ from deepfake_cli.cli.common import (
     handle_errors,
     note_no_match,
     prepare_runtime,
+    plural,
     stderr,
 )
 
@@ -44,7 +45,7 @@ def gradcam(
         ..., help="Images, folders (recursive), globs, .txt lists of paths, or '-' to read paths from stdin."
     ),
     model: Optional[str] = ModelOption,
-    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help=f"Folder for heatmaps, overlays, sheets and gradcam.csv (default: {default_of('gradcam.out_dir')})."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help=f"Folder for heatmaps, overlays, sheets and gradcam.csv (default: a new {default_of('gradcam.out_dir')}/exp, exp2, ...)."),
     target: Optional[str] = typer.Option(
         None, "--target", help="What to explain: predicted, real, fake, a class name or index, or all (predicted + forced REAL + forced FAKE on one sheet)."
     ),
@@ -89,17 +90,16 @@ def gradcam(
                 "gradcam.layer": layer,
                 "gradcam.alpha": alpha,
                 "gradcam.batch_size": batch_size,
-                "gradcam.out_dir": None if out_dir is None else str(out_dir),
                 **face_overrides(no_detect, margin, min_face_prob, min_face_size, largest_face),
                 "model.name": model,
             },
         )
         fmt = choose_format(json_, jsonl, csv_, fmt=format_)
-        code = run_gradcam(cfg, sources, fmt)
+        code = run_gradcam(cfg, sources, fmt, out_dir)
     raise typer.Exit(code)
 
 
-def run_gradcam(cfg, sources: list[str], fmt: str) -> int:
+def run_gradcam(cfg, sources: list[str], fmt: str, out_dir: Optional[Path] = None) -> int:
     from deepfake_cli.inference.classifier import FaceClassifier
     from deepfake_cli.config import save_resolved_config
     from deepfake_cli.errors import NoInputsError
@@ -124,7 +124,13 @@ def run_gradcam(cfg, sources: list[str], fmt: str) -> int:
     if not paths:
         raise NoInputsError(f"no image files found in: {' '.join(sources)}")
 
-    out = ensure_output_dir(gc.out_dir)
+    if out_dir is not None:  # the folder asked for, as it is
+        out = ensure_output_dir(out_dir)
+    else:  # a fresh run folder each time, as train and evaluate make: nothing left from the run before
+        from deepfake_cli.training.rundir import next_run_dir
+
+        ensure_output_dir(gc.out_dir)
+        out = next_run_dir(gc.out_dir, "exp")
     save_resolved_config(cfg.replace({"model.name": str(checkpoint)}), out)
     stderr.print(
         f"[dim]model {escape(classifier.name)} ({classifier.arch}), {gc.method} on {escape(layer)}, "
@@ -158,7 +164,7 @@ def run_gradcam(cfg, sources: list[str], fmt: str) -> int:
             "raises that target's score, so the map shows nothing rather than where to look"
         )
     stderr.print(
-        f"{images} images: {faces} faces explained, {no_face} without a face, {errors} errors; "
+        f"{plural(images, 'image')}: {plural(faces, 'face')} explained, {no_face} without a face, {plural(errors, 'error')}; "
         f"files in {escape(str(out))} (index {escape(str(out / INDEX_NAME))})"
     )
     if errors == images:

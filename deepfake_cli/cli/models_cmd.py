@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 from typing import Any, List, Optional
 
@@ -35,6 +36,8 @@ def list_cmd(
         from rich.console import Console
         from rich.table import Table
 
+        from deepfake_cli.output import breakable
+
         console = Console()
         table = Table(title="Architectures")
         for col in ("name", "params", "input", "grad-cam layer", "pretrained"):
@@ -42,14 +45,15 @@ def list_cmd(
         for a in archs:
             table.add_row(
                 a["name"], f"{a['params']:,}", f"{a['input_size']}x{a['input_size']}", a["gradcam_layer"],
-                a["pretrained_source"] or "-",
+                breakable(a["pretrained_source"] or "-"),
             )
         console.print(table)
         table = Table(title="Trained models")
         for col in ("name", "arch", "labels", "threshold", "default", "path"):
             table.add_column(col, overflow="fold")
         for m in trained:
-            table.add_row(m["name"], m["arch"], ",".join(m["labels"]), f"{m['threshold']:.3f}", "yes" if m["default"] else "", m["path"])
+            table.add_row(m["name"], m["arch"], ",".join(m["labels"]), f"{m['threshold']:.3f}", "yes" if m["default"] else "",
+                          breakable(m["path"]))
         if not trained:
             table.caption = "none installed: train one with 'dfdetect train' or import one with 'dfdetect models import'"
         console.print(table)
@@ -60,8 +64,11 @@ def info_cmd(
     name: Optional[str] = typer.Argument(None, help="Shipped/kept model name or checkpoint path (default: the default model)."),
     json_: bool = typer.Option(False, "--json", help="Print the checkpoint's description as JSON instead of the model card."),
 ) -> None:
-    """Print a model's card (data, recipe, metrics, limitations), or its checkpoint description."""
-    from deepfake_cli.models.catalog import model_info
+    """Print a model's card: a short summary first (what it is, validation figures,
+    limitations), then the full card (data, recipe, metrics); or --json, its checkpoint
+    description. Rendered on a terminal, raw Markdown in a pipe or file.
+    """
+    from deepfake_cli.models.catalog import card_summary, model_info
     from deepfake_cli.output import dumps
 
     with handle_errors():
@@ -69,10 +76,22 @@ def info_cmd(
         if json_:
             typer.echo(dumps(info, indent=2))
         elif info["card_text"] is not None:
-            typer.echo(info["card_text"].rstrip())
+            text = card_summary(info) + "\n---\n\n" + info["card_text"].rstrip() + "\n"
+            if sys.stdout.isatty():
+                print_markdown(text)
+            else:
+                typer.echo(text.rstrip())
         else:
             stderr.print(f"[yellow]{info['name']} has no model card; its checkpoint says:[/]")
             typer.echo(dumps({k: v for k, v in info.items() if k != "card_text"}, indent=2))
+
+
+def print_markdown(text: str, console: Any = None) -> None:
+    """``text`` rendered by Rich's Markdown (headings, tables, paragraphs re-wrapped to the terminal's width)."""
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    (console or Console()).print(Markdown(text))
 
 
 OutOption = typer.Option(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import sys
+import time
 from pathlib import Path
 from typing import List, Optional
 
@@ -36,6 +38,7 @@ from deepfake_cli.cli.common import (
     handle_errors,
     load_classifier,
     note_no_match,
+    plural,
     ray_overrides,
     stderr,
 )
@@ -68,7 +71,8 @@ def predict(
 ) -> None:
     """Score faces in images (and videos): one record per file, verdict = its most suspicious face.
 
-    Output is a table on a terminal and JSON Lines in a pipe, or --format json|jsonl|csv.
+    Output is a table on a terminal and JSON Lines in a pipe, or --format json|jsonl|csv
+    (CSV: one row per face, with x1,y1,x2,y2 and the file's verdict on each row).
     A file that cannot be read becomes an 'error' record and the batch goes on; an
     image without a face gets status 'no_face'. A video is scanned as by 'dfdetect
     video' (video.* config) and its record carries the video-level verdict.
@@ -122,10 +126,16 @@ def run_predict(cfg, sources: list[str], fmt: str, out: Optional[Path], fail_on_
         if first is None:
             raise NoInputsError(f"no image or video files found in: {' '.join(sources)}")
         paths = itertools.chain([first], found)
+        show_progress = stderr.is_terminal and not stderr.quiet and "-" not in sources
+        if show_progress:
+            # Counted for the progress bar (a folder walk costs little beside scoring its files).
+            paths = list(paths)
         # torch and the models (about 2.5 s) only once there is something to score.
         from deepfake_cli.cli.video_cmd import scan_progress
         from deepfake_cli.inference.pipeline import FacePipeline
-        from deepfake_cli.inference.predict import IMAGE_COLUMNS, PredictSummary, flat_image_row
+        from deepfake_cli.inference.predict import (
+            IMAGE_COLUMNS, IMAGE_CSV_COLUMNS, PredictSummary, flat_image_row, image_csv_rows,
+        )
         from deepfake_cli.inference.video import predict_paths
 
         if cfg.ray.enabled:  # the same records, computed by Ray actors (dfdetect[ray])
@@ -135,13 +145,19 @@ def run_predict(cfg, sources: list[str], fmt: str, out: Optional[Path], fail_on_
         else:
             classifier = load_classifier(cfg)
             pipeline = FacePipeline.from_config(classifier, cfg)
-            records = predict_paths(paths, pipeline, cfg, video_progress=scan_progress)
+            records = None  # made below, once the progress bar is there
         summary = PredictSummary()
-        with RecordWriter(fmt, IMAGE_COLUMNS, stream, flatten=flat_image_row, title="dfdetect predict") as writer:
+        with RecordWriter(fmt, IMAGE_COLUMNS, stream, flatten=flat_image_row, title="dfdetect predict",
+                          csv_columns=IMAGE_CSV_COLUMNS, csv_rows=image_csv_rows) as writer, \
+                batch_progress(len(paths) if show_progress else None) as bar:
             # Videos are scanned like 'dfdetect video' and give one record each.
+            if records is None:
+                records = predict_paths(paths, pipeline, cfg, video_progress=bar.video if bar else scan_progress)
             for record in records:
                 writer.write(record)
                 summary.add(record)
+                if bar:
+                    bar.advance(summary)
                 if record["status"] == "error":
                     stderr.print(f"[yellow]skipped:[/] {escape(record['error'])}")
         complete = True
@@ -151,11 +167,60 @@ def run_predict(cfg, sources: list[str], fmt: str, out: Optional[Path], fail_on_
         if to_file:
             # Stopped part-way (Ctrl-C, SIGTERM, an error): --out keeps what it held before.
             finish_output(stream, complete)
+    if to_file:
+        stderr.print(f"wrote {escape(str(out))}")
     stderr.print(
-        f"{summary.total} inputs: {summary.fake} fake, {summary.real} real, "
-        f"{summary.no_face} without a face, {summary.errors} errors"
+        f"{plural(summary.total, 'input')}: {summary.fake} fake, {summary.real} real, "
+        f"{summary.no_face} without a face, {plural(summary.errors, 'error')}"
     )
     return batch_exit_code(summary, fail_on_fake)
+
+
+class BatchProgress:
+    """One Rich progress display on stderr for a batch: files done of the total, files/s, time
+    left and the running counts, plus a line for the video being scanned, if any."""
+
+    def __init__(self, progress, total: int):
+        self.progress = progress
+        self.started = time.monotonic()
+        self.task = progress.add_task("scoring", total=total, rate="", counts="")
+
+    def advance(self, summary) -> None:
+        rate = summary.total / max(time.monotonic() - self.started, 1e-6)
+        counts = f"{summary.fake} fake, {summary.real} real"
+        if summary.no_face:
+            counts += f", {summary.no_face} no face"
+        if summary.errors:
+            counts += f", {plural(summary.errors, 'error')}"
+        self.progress.update(self.task, completed=summary.total, rate=f"{rate:.1f} files/s", counts=counts)
+
+    @contextlib.contextmanager
+    def video(self, path: str):
+        """Like ``video_cmd.scan_progress``, as a second line of this display (Rich shows one at a time)."""
+        task = self.progress.add_task(escape(Path(path).name), total=None, rate="", counts="")
+        try:
+            yield lambda p: self.progress.update(
+                task, total=p.sampled_total, completed=p.sampled_done,
+                rate=f"{p.fps:.1f} frames/s", counts=f"{p.faces} faces",
+            )
+        finally:
+            self.progress.remove_task(task)
+
+
+@contextlib.contextmanager
+def batch_progress(total: Optional[int]):
+    """A transient :class:`BatchProgress` when ``total`` is known (stderr a terminal, not -q); else ``None``."""
+    if total is None:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(), TextColumn("{task.fields[counts]}"),
+    )
+    with Progress(*columns, console=stderr, transient=True) as progress:
+        yield BatchProgress(progress, total)
 
 
 def register(app: typer.Typer) -> None:

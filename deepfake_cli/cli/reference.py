@@ -35,6 +35,8 @@ def _cell(text: Any) -> str:
 
 def _default(param: Any) -> str:
     default = param.default
+    if isinstance(getattr(param, "show_default", None), str):  # the configuration's default (cli/help.py)
+        return f"`{param.show_default}`"
     if getattr(param, "is_flag", False) or default in (None, (), [], False) or callable(default):
         return ""
     return f"`{default}`"
@@ -47,7 +49,20 @@ def _param_row(param: Any) -> str:
     else:
         names = ", ".join(f"`{o}`" for o in opts)
     required = "yes" if param.required else ""
-    return f"| {names} | {_cell(getattr(param, 'help', '') or '')} | {_default(param)} | {required} |"
+    env = f"`{param.envvar}`" if isinstance(getattr(param, "envvar", None), str) else ""
+    return f"| {names} | {_cell(getattr(param, 'help', '') or '')} | {_default(param)} | {env} | {required} |"
+
+
+def _examples_as_code(help_text: str) -> str:
+    """An ``Examples:`` paragraph of the help (cli/help.py) as a fenced shell block."""
+    out = []
+    for paragraph in help_text.split("\n\n"):
+        head, _, rest = paragraph.partition("\n")
+        if head.strip() in ("Examples:", "Example:") and rest:
+            lines = "\n".join(line.strip() for line in rest.splitlines())
+            paragraph = f"{head.strip()}\n\n```bash\n{lines}\n```"
+        out.append(paragraph)
+    return "\n\n".join(out)
 
 
 def cli_reference_markdown(app: typer.Typer | None = None) -> str:
@@ -62,13 +77,13 @@ def cli_reference_markdown(app: typer.Typer | None = None) -> str:
         parts.append(f"\n## `{title}`\n")
         help_text = inspect.cleandoc(command.help or "")
         if help_text:
-            parts.append(help_text + "\n")
+            parts.append(_examples_as_code(help_text) + "\n")
         params = [p for p in command.params if not getattr(p, "hidden", False) and p.name not in ("install_completion", "show_completion")]
-        if params and not getattr(command, "commands", None):
-            parts.append("\n| argument / option | help | default | required |\n|---|---|---|---|")
+        if params:  # a group's own options too (the root's --version, -q)
+            parts.append("\n| argument / option | help | default | environment | required |\n|---|---|---|---|---|")
             parts.extend(_param_row(p) for p in params)
             parts.append("")
-        elif getattr(command, "commands", None):
+        if getattr(command, "commands", None):
             subs = [n for n in sorted(command.commands) if not command.commands[n].hidden]
             parts.append("\nSubcommands: " + ", ".join(f"`{n}`" for n in subs) + "\n")
         if command.epilog:

@@ -35,6 +35,7 @@ from deepfake_cli.cli.common import (
     handle_errors,
     load_classifier,
     note_no_match,
+    plural,
     ray_overrides,
     stderr,
 )
@@ -195,9 +196,11 @@ def run_video(cfg, sources: list[str], out: Optional[Path], annotate: Optional[P
         if rows_stream is not None and not rows_to_stdout:
             # Stopped part-way (Ctrl-C, SIGTERM, an error): --out keeps what it held before.
             finish_output(rows_stream, complete)
+    if rows_stream is not None and not rows_to_stdout:
+        stderr.print(f"wrote {escape(str(out))}")
     stderr.print(
-        f"{counts.total} videos: {counts.fake} fake, {counts.real} real, "
-        f"{counts.no_face} without a face, {counts.errors} errors"
+        f"{plural(counts.total, 'video')}: {counts.fake} fake, {counts.real} real, "
+        f"{counts.no_face} without a face, {plural(counts.errors, 'error')}"
     )
     return batch_exit_code(counts, fail_on_fake)
 

@@ -17,6 +17,8 @@ from deepfake_cli.inference.verdict import verdict
 # Flat columns for CSV and the terminal table; JSON keeps every face.
 IMAGE_COLUMNS = ImageRecord.COLUMNS
 flat_image_row = ImageRecord.flat_row
+IMAGE_CSV_COLUMNS = ImageRecord.CSV_COLUMNS  # one row per face
+image_csv_rows = ImageRecord.csv_rows
 
 
 def image_record(path: str, faces: list[FaceResult], threshold: float, model: str) -> dict[str, Any]:

@@ -66,3 +66,26 @@ class ImageRecord:
             top = max(faces, key=lambda f: f["p_fake"])
             row["box"], row["det_prob"] = top["box"], top["det_prob"]
         return row
+
+    # CSV columns: one row per face, its box as x1,y1,x2,y2 like the video CSV's, and the
+    # file-level verdict on each row; a file without a face (or an error) gets one row.
+    CSV_COLUMNS = (
+        "path", "status", "verdict", "p_fake", "method", "face_count",
+        "face", "x1", "y1", "x2", "y2", "det_prob", "face_p_fake", "face_label", "error",
+    )
+
+    @staticmethod
+    def csv_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
+        """A record (``to_dict()``) as CSV rows: one per face (``face`` its index), or one without a face."""
+        base = {k: record.get(k) for k in ImageRecord.CSV_COLUMNS if k in ImageRecord.COLUMNS}
+        faces = record.get("faces") or []
+        if not faces:
+            return [base]
+        rows = []
+        for i, face in enumerate(faces):
+            x1, y1, x2, y2 = (round(float(v), 1) for v in face["box"])
+            rows.append({
+                **base, "face": face.get("index", i), "x1": x1, "y1": y1, "x2": x2, "y2": y2,
+                "det_prob": face.get("det_prob"), "face_p_fake": face.get("p_fake"), "face_label": face.get("label"),
+            })
+        return rows

@@ -107,7 +107,7 @@ def create_app(classifier_or_checkpoint: FaceClassifier | str | os.PathLike[str]
         finally:  # running scans stop; uploads left by them go with the server's upload folder
             service.close()
 
-    app = FastAPI(
+    app = _docs_offline_app(
         title="dfdetect",
         version=__version__,
         description=DESCRIPTION,
@@ -130,6 +130,18 @@ def create_app(classifier_or_checkpoint: FaceClassifier | str | os.PathLike[str]
     _install_error_handlers(app)
     app.include_router(router)
     return app
+
+
+def _docs_offline_app(**kwargs: Any) -> FastAPI:
+    """A FastAPI app whose /docs and /redoc load Swagger UI and ReDoc from the app itself
+    (fastapi-offline's packaged assets under /static-offline-docs), so they work without
+    the network; plain FastAPI (assets from a CDN) when fastapi-offline is not installed."""
+    try:
+        from fastapi_offline import FastAPIOffline
+    except ImportError:
+        logging.getLogger(__name__).warning("fastapi-offline is not installed: /docs and /redoc load their assets from a CDN")
+        return FastAPI(**kwargs)
+    return FastAPIOffline(**kwargs)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -58,7 +58,7 @@ def test_portrait_with_real_detection_all_modes(tmp_path, sepcnn_ckpt):
     assert [(r["mode"], r["heatmap"], r["status"]) for r in index] == [(r["mode"], r["heatmap"], "ok") for r in rows]
     saved = json.loads((out / "config.json").read_text())
     assert saved["gradcam"]["target"] == "all" and saved["model"]["name"] == str(sepcnn_ckpt)
-    assert "gradcam on features.4" in result.stderr and "1 images: 1 faces explained" in result.stderr
+    assert "gradcam on features.4" in result.stderr and "1 image: 1 face explained" in result.stderr
 
 
 @pytest.fixture
@@ -152,3 +152,17 @@ def test_help_lists_the_options():
     for option in ("--target", "--method", "--layer", "--no-detect", "--out", "Exit codes"):
         assert option in out
     assert "--fail-on-fake" not in out  # gradcam has no verdict to fail on
+
+
+def test_without_out_each_run_gets_a_fresh_numbered_folder(tmp_path, sepcnn_ckpt, monkeypatch):
+    need_shared(FFPP_FACES)
+    crop = next((FFPP_FACES / "youtube").glob("*.jpg"))
+    monkeypatch.chdir(tmp_path)
+    for expected in ("exp", "exp2"):
+        result = runner.invoke(app, ["gradcam", str(crop), "-m", str(sepcnn_ckpt), "--no-detect", "--jsonl"])
+        assert result.exit_code == 0, result.output
+        folder = tmp_path / "runs" / "gradcam" / expected
+        assert (folder / "gradcam.csv").is_file()
+        assert json.loads(result.stdout.splitlines()[0])["overlay"].startswith(str(Path("runs") / "gradcam" / expected))
+        assert "1 image:" in result.stderr and "1 face explained" in result.stderr
+    assert sorted(p.name for p in (tmp_path / "runs" / "gradcam").iterdir()) == ["exp", "exp2"]

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import PHOTOS, make_checkpoint, need_shared
+from conftest import MESONET_PHOTOS, PHOTOS, make_checkpoint, need_shared
 from deepfake_cli.cli.app import app
 
 runner = CliRunner()
@@ -211,11 +211,72 @@ def test_quiet_leaves_only_errors_on_stderr(sepcnn_ckpt, tmp_path):
     need_shared(PHOTOS)
     photo = str(PHOTOS / "kate_siegel.jpg")
     loud = runner.invoke(app, ["predict", photo, "-m", str(sepcnn_ckpt), "--jsonl"])
-    assert loud.exit_code == 0 and "1 inputs" in loud.stderr
-    for args, env in ((["-q"], {}), ([], {"DFDETECT_RUNTIME_LOG_LEVEL": "error"})):
-        quiet = runner.invoke(app, [*args, "predict", photo, "-m", str(sepcnn_ckpt), "--jsonl"], env=env)
+    assert loud.exit_code == 0 and "1 input:" in loud.stderr and "0 errors" in loud.stderr
+    for args, after, env in ((["-q"], [], {}), ([], ["-q"], {}), ([], ["--quiet"], {}), ([], [], {"DFDETECT_RUNTIME_LOG_LEVEL": "error"})):
+        # -q before or after the subcommand.
+        quiet = runner.invoke(app, [*args, "predict", photo, *after, "-m", str(sepcnn_ckpt), "--jsonl"], env=env)
         assert quiet.exit_code == 0 and quiet.stderr == "" and quiet.stdout == loud.stdout
-        fatal = runner.invoke(app, [*args, "predict", str(tmp_path / "empty_dir_glob_*.jpg"), "-m", str(sepcnn_ckpt)], env=env)
+        fatal = runner.invoke(app, [*args, "predict", str(tmp_path / "empty_dir_glob_*.jpg"), "-m", str(sepcnn_ckpt), *after], env=env)
         assert fatal.exit_code == 1 and fatal.stderr.startswith("error: no image or video files found")
     # The next command without -q talks again (one process, as in these tests).
-    assert "1 inputs" in runner.invoke(app, ["predict", photo, "-m", str(sepcnn_ckpt), "--jsonl"]).stderr
+    assert "1 input:" in runner.invoke(app, ["predict", photo, "-m", str(sepcnn_ckpt), "--jsonl"]).stderr
+
+
+def test_out_says_where_it_wrote(sepcnn_ckpt, tmp_path):
+    need_shared(PHOTOS)
+    out = tmp_path / "scores.csv"
+    result = runner.invoke(app, ["predict", str(PHOTOS / "kate_siegel.jpg"), "-m", str(sepcnn_ckpt), "-o", str(out)])
+    assert result.exit_code == 0 and out.is_file()
+    assert f"wrote {out}" in " ".join(result.stderr.split())
+
+
+def test_hoist_quiet_moves_only_quiet_and_leaves_what_follows_double_dash():
+    from deepfake_cli.cli.app import hoist_quiet
+
+    assert hoist_quiet(["predict", "x", "-q"]) == ["--quiet", "predict", "x"]
+    assert hoist_quiet(["models", "list", "--quiet", "--json"]) == ["--quiet", "models", "list", "--json"]
+    assert hoist_quiet(["predict", "--", "-q"]) == ["predict", "--", "-q"]
+    assert hoist_quiet(["predict", "x"]) == ["predict", "x"]
+
+
+def test_csv_has_one_row_per_face_with_box_columns(mixed_folder, sepcnn_ckpt):
+    need_shared(PHOTOS / "multiface.jpg")
+    result = runner.invoke(app, ["predict", str(PHOTOS / "multiface.jpg"), str(mixed_folder), "-m", str(sepcnn_ckpt), "--csv"])
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert {"x1", "y1", "x2", "y2", "face", "det_prob", "face_p_fake"} <= set(rows[0]) and "box" not in rows[0]
+    multi = [r for r in rows if Path(r["path"]).name == "multiface.jpg"]
+    assert len(multi) == 6 and [int(r["face"]) for r in multi] == list(range(6))
+    # The file-level verdict on every row; the file's p_fake is its most suspicious face's.
+    assert len({(r["verdict"], r["p_fake"], r["face_count"]) for r in multi}) == 1 and multi[0]["face_count"] == "6"
+    assert float(multi[0]["p_fake"]) == max(float(r["face_p_fake"]) for r in multi)
+    assert all(float(r["x2"]) > float(r["x1"]) and float(r["y2"]) > float(r["y1"]) for r in multi)
+    # A file without a face, or one that cannot be read, still gets exactly one row.
+    others = [r for r in rows if Path(r["path"]).name != "multiface.jpg"]
+    assert {Path(r["path"]).name: r["status"] for r in others} == EXPECTED_STATUS and len(others) == len(EXPECTED_STATUS)
+    assert all(r["x1"] == "" and r["face"] == "" for r in others if r["status"] != "ok")
+
+
+def test_image_batches_show_a_progress_bar_on_a_terminal_only(sepcnn_ckpt, monkeypatch):
+    from conftest import ORIGINAL_004
+
+    need_shared(MESONET_PHOTOS, ORIGINAL_004)
+    args = ["predict", str(MESONET_PHOTOS), str(ORIGINAL_004), "-m", str(sepcnn_ckpt), "--no-detect", "--jsonl"]
+    env = {"DFDETECT_VIDEO_FRAMES": "2", "TERM": "xterm"}
+    plain = runner.invoke(app, args, env=env)
+    assert plain.exit_code == 0 and "files/s" not in plain.stderr
+    from rich.console import Console
+
+    from deepfake_cli.cli import predict_cmd
+
+    terminal = io.StringIO()
+    monkeypatch.setattr(predict_cmd, "stderr", Console(file=terminal, force_terminal=True, width=120))
+    shown = runner.invoke(app, args, env=env)
+    assert shown.exit_code == 0, shown.output
+    drawn = terminal.getvalue()
+    assert "scoring" in drawn and "5/5" in drawn and "files/s" in drawn, drawn
+    assert "real" in drawn.split("files/s")[-1] or "fake" in drawn.split("files/s")[-1]  # the running counts
+    assert "004.mp4" in drawn  # the video's own line in the same display
+    assert shown.stdout == plain.stdout
+    monkeypatch.undo()
+    quiet = runner.invoke(app, [*args, "-q"], env=env)
+    assert quiet.exit_code == 0 and quiet.stderr == ""

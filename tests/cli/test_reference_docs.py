@@ -24,3 +24,9 @@ def test_cli_reference_covers_every_command():
     for command in ("predict", "video", "extract", "train", "evaluate", "gradcam", "serve", "models list",
                     "models info", "models import mesonet", "models export", "config show"):
         assert f"## `dfdetect {command}`" in text
+
+
+def test_cli_reference_lists_the_root_options():
+    text = (DOCS / "cli.md").read_text(encoding="utf-8")
+    root = text.split("## `dfdetect config`")[0]
+    assert "`--quiet`, `-q`" in root and "`--version`, `-V`" in root

@@ -39,3 +39,15 @@ def test_the_api_uses_the_cli_names():
     for model in (PredictOut, VideoOut):
         assert {"verdict", "face_count", "prediction"} <= set(model.model_fields)
     assert "faces" in PredictOut.model_fields
+
+
+def test_image_csv_rows_one_per_face_with_the_file_verdict():
+    faces = [{"index": i, "box": [i, 2.04, 30.0, 40.0], "det_prob": 0.99, "p_fake": p, "label": "fake", "method": None, "probs": {}}
+             for i, p in enumerate((0.7, 0.2))]
+    record = ImageRecord("a.jpg", "ok", verdict="fake", p_fake=0.7, face_count=2, threshold=0.5, model="m", faces=faces).to_dict()
+    rows = ImageRecord.csv_rows(record)
+    assert [r["face"] for r in rows] == [0, 1] and [r["face_p_fake"] for r in rows] == [0.7, 0.2]
+    assert all(r["verdict"] == "fake" and r["p_fake"] == 0.7 for r in rows) and rows[1]["x1"] == 1 and rows[0]["y1"] == 2.0
+    assert set(rows[0]) <= set(ImageRecord.CSV_COLUMNS)
+    assert ImageRecord.csv_rows(error_record("b.jpg", "broken"))[0]["status"] == "error"
+    assert len(ImageRecord.csv_rows(error_record("b.jpg", "broken"))) == 1

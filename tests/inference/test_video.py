@@ -359,11 +359,13 @@ def test_two_annotated_writers_of_one_path_do_not_share_their_partial_file(tmp_p
     assert video_info(target).frame_count == 3 and [p.name for p in tmp_path.iterdir()] == [target.name]
 
 
-def test_a_video_opencv_cannot_annotate_is_that_videos_error(tmp_path):
-    # A time-lapse with one frame in 1000 s: OpenCV's mp4v writer will not open. Before,
-    # that was a usage error (exit 2) that stopped the whole batch.
+def test_a_video_opencv_cannot_annotate_is_that_videos_error(tmp_path, monkeypatch):
+    # A time-lapse with one frame in 1000 s: OpenCV's mp4v writer (the fallback without
+    # PyAV's H.264) will not open. Before, that was a usage error (exit 2) that stopped the whole batch.
+    from deepfake_cli.media import annotate
     from deepfake_cli.media.annotate import AnnotatedVideoWriter
 
+    monkeypatch.setattr(annotate, "h264_available", lambda: False)
     writer = AnnotatedVideoWriter(tmp_path / "slow.annotated.mp4", 0.001)
     with pytest.raises(InputFileError, match="cannot write mp4v video at 0.001 fps, 64x48"):
         writer.write(np.zeros((48, 64, 3), np.uint8))

@@ -131,6 +131,20 @@ def test_page_docs_and_openapi(client):
     assert "413" in paths["/predict"]["post"]["responses"]
 
 
+def test_docs_pages_load_their_assets_from_the_app_not_a_cdn(client):
+    import re
+
+    for page in ("/docs", "/redoc"):
+        html = client.get(page).text
+        urls = re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)["']""", html) + re.findall(r"""url:\s*'([^']+)'""", html)
+        assert urls, html
+        assert not re.search(r"https?://", html), f"{page} names an external host: {html}"
+        for url in urls:
+            assert url.startswith("/"), url
+            assert client.get(url).status_code == 200, url
+    assert any(u.endswith("swagger-ui-bundle.js") for u in re.findall(r'src="([^"]+)"', client.get("/docs").text))
+
+
 # ---------------------------------------------------------------- /predict
 
 
