@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import os
+import select
+import stat
+import time
 import warnings
 from pathlib import Path
 
@@ -19,6 +22,8 @@ DEFAULT_MAX_PIXELS = 100_000_000
 
 # Bytes read from a pipe or device given as an image path (no size to check beforehand).
 PIPE_MAX_BYTES = 256 * 2**20
+# Seconds a pipe or device may stay silent (no writer yet, nothing written) before it is given up.
+PIPE_WAIT_SECONDS = 30.0
 # Animated GIFs are short videos (scanned frame by frame, tracked); a still GIF is an image.
 GIF_EXTENSION = ".gif"
 # What a folder scan of 'predict' picks up.
@@ -27,6 +32,65 @@ MEDIA_EXTENSIONS = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS | {GIF_EXTENSION}
 
 def is_image_path(path: str | os.PathLike[str]) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+_SPECIAL_KINDS = (
+    (stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+)
+
+
+def special_file_kind(path: str | os.PathLike[str]) -> str | None:
+    """``"a named pipe"``, ``"a character device"``, ... when ``path`` (followed) is neither a
+    regular file nor a folder; ``None`` otherwise, or when it cannot be looked at."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    return next((kind for test, kind in _SPECIAL_KINDS if test(mode)), None)
+
+
+def read_special(path: str | os.PathLike[str], limit: int | None = None, wait: float | None = None) -> bytes:
+    """The bytes of a pipe or device, up to ``limit`` + 1 of them, never blocking for long.
+
+    Opened without blocking (a named pipe with no writer would otherwise block the open
+    forever); ``wait`` seconds without a byte (no writer yet, a stalled one, a terminal)
+    is an :class:`InputFileError`. End of file is a writer closing its end.
+    """
+    limit = PIPE_MAX_BYTES if limit is None else limit
+    wait = PIPE_WAIT_SECONDS if wait is None else wait
+    name = str(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise InputFileError(f"{name}: cannot open ({exc.strerror or exc})") from exc
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+        deadline = time.monotonic() + wait
+        while size <= limit:
+            left = deadline - time.monotonic()
+            if left <= 0 or not poller.poll(left * 1000):
+                raise InputFileError(
+                    f"{name}: nothing read from {special_file_kind(path) or 'the pipe'} for {wait:g} s "
+                    "(no writer, or it stalled): not read further"
+                )
+            try:
+                chunk = os.read(fd, min(2**20, limit + 1 - size))
+            except BlockingIOError:
+                continue
+            except OSError as exc:
+                raise InputFileError(f"{name}: cannot read ({exc.strerror or exc})") from exc
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+            deadline = time.monotonic() + wait
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
 
 
 # The first bytes of still-image files (GIF is left out: an animated one is a video).
@@ -38,6 +102,8 @@ _IMAGE_SIGNATURES = (
 
 def still_image_format(path: str | os.PathLike[str]) -> str | None:
     """``"JPEG"``, ``"PNG"``, ... when the file's content is a still image, whatever its name."""
+    if special_file_kind(path) is not None:
+        return None  # a pipe is read once, by load_image
     try:
         with open(path, "rb") as fh:
             head = fh.read(12)
@@ -60,6 +126,8 @@ def is_animated_gif(path: str | os.PathLike[str] | bytes) -> bool:
         if not path.startswith(b"GIF8"):
             return False
         path = io.BytesIO(path)  # type: ignore[assignment]
+    elif special_file_kind(path) is not None:
+        return False  # opening a named pipe blocks; it is read once, as an image
     try:
         with Image.open(path) as im:
             return bool(getattr(im, "is_animated", False))
@@ -88,17 +156,18 @@ def load_image(source: str | os.PathLike[str] | bytes, max_pixels: int = DEFAULT
         if regular and path.stat().st_size == 0:
             raise InputFileError(f"{name}: empty file (0 bytes)")
         try:
-            fh = open(path, "rb")
             if not regular:
-                # A pipe (/dev/stdin, <(...)): its size is unknown and it cannot seek; read it whole,
-                # up to a bound (a device such as /dev/zero never ends).
-                with fh:
-                    data = fh.read(PIPE_MAX_BYTES + 1)
+                # A pipe (/dev/stdin, <(...), a named pipe): its size is unknown and it cannot seek;
+                # read it whole, up to a bound (a device such as /dev/zero never ends), without
+                # waiting forever for a writer.
+                data = read_special(path, PIPE_MAX_BYTES)
                 if not data:
                     raise InputFileError(f"{name}: empty (nothing was piped in)")
                 if len(data) > PIPE_MAX_BYTES:
                     raise InputFileError(f"{name}: more than {PIPE_MAX_BYTES // 2**20} MB from a pipe or device: not an image")
                 fh = io.BytesIO(data)
+            else:
+                fh = open(path, "rb")
         except OSError as exc:
             raise InputFileError(f"{name}: cannot open ({exc.strerror or exc})") from exc
     try:

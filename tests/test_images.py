@@ -91,3 +91,55 @@ def test_an_endless_device_is_refused_not_read_forever(monkeypatch):
     monkeypatch.setattr(images, "PIPE_MAX_BYTES", 2**20)
     with pytest.raises(InputFileError, match="more than 1 MB from a pipe or device"):
         load_image("/dev/zero")
+
+
+def _finishes(fn, fifo, seconds=15.0):
+    """Run ``fn`` in a thread; a blocked open of ``fifo`` is released by opening its write end."""
+    import os
+    import threading
+
+    result = {}
+
+    def target():
+        try:
+            result["value"] = fn()
+        except Exception as exc:  # noqa: BLE001
+            result["error"] = exc
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    t.join(seconds)
+    if t.is_alive():
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # unblock it before failing
+        t.join(5)
+        pytest.fail(f"{fn} blocked on the named pipe for {seconds} s")
+    return result
+
+
+def test_a_named_pipe_without_writer_is_given_up_not_waited_for_forever(tmp_path, monkeypatch):
+    import os
+
+    import deepfake_cli.images as images
+
+    monkeypatch.setattr(images, "PIPE_WAIT_SECONDS", 0.3)
+    fifo = tmp_path / "a.jpg"
+    os.mkfifo(fifo)
+    result = _finishes(lambda: load_image(fifo), fifo)
+    assert isinstance(result.get("error"), InputFileError)
+    assert "nothing read from a named pipe for 0.3 s" in str(result["error"])
+    # Sniffing a name (GIF animation, photo renamed .mp4) never opens a pipe.
+    gif = tmp_path / "b.gif"
+    os.mkfifo(gif)
+    assert _finishes(lambda: images.is_animated_gif(gif), gif)["value"] is False
+    assert _finishes(lambda: images.still_image_format(gif), gif)["value"] is None
+
+
+def test_a_named_pipe_video_is_an_error_not_a_blocking_open(tmp_path):
+    import os
+
+    from deepfake_cli.frames import open_video
+
+    fifo = tmp_path / "a.mp4"
+    os.mkfifo(fifo)
+    result = _finishes(lambda: open_video(fifo), fifo)
+    assert "a named pipe, not a regular file" in str(result.get("error"))

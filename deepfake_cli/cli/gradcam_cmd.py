@@ -31,6 +31,7 @@ from deepfake_cli.cli.common import (
     face_overrides,
     handle_errors,
     note_no_match,
+    note_source,
     prepare_runtime,
     stderr,
 )
@@ -116,7 +117,7 @@ def run_gradcam(cfg, sources: list[str], fmt: str) -> int:
     layer = gc.layer or default_layer(classifier.arch)
     find_layer(classifier.model, layer)
     pipeline = FacePipeline.from_config(classifier, cfg)
-    paths = list(expand_sources(sources, extensions=IMAGE_EXTENSIONS, on_no_match=note_no_match))
+    paths = list(expand_sources(sources, extensions=IMAGE_EXTENSIONS, on_no_match=note_no_match, on_note=note_source))
     if not paths:
         raise NoInputsError(f"no image files found in: {' '.join(sources)}")
 
