@@ -170,9 +170,12 @@ def load_image(source: str | os.PathLike[str] | bytes, max_pixels: int = DEFAULT
                 fh = open(path, "rb")
         except OSError as exc:
             raise InputFileError(f"{name}: cannot open ({exc.strerror or exc})") from exc
+    allow_pixels(max_pixels)
     try:
         with fh, warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # The limit is checked below, with the size and the setting to raise; Pillow's own
+            # (warning above its limit, error above twice it) must never refuse less.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             try:
                 img = Image.open(fh)
             except UnidentifiedImageError as exc:
@@ -191,11 +194,27 @@ def load_image(source: str | os.PathLike[str] | bytes, max_pixels: int = DEFAULT
                 raise InputFileError(f"{name}: truncated or corrupt image ({exc})") from exc
             return np.asarray(img, dtype=np.uint8).copy()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise InputFileError(f"{name}: too many pixels (decompression bomb limit)") from exc
+        raise InputFileError(
+            f"{name}: too many pixels (more than {max_pixels:,}: {exc}); "
+            "raise predict.max_image_pixels if this is intended"
+        ) from exc
     except InputFileError:
         raise
     except (ValueError, SyntaxError, OSError) as exc:  # odd encoders raise these
         raise InputFileError(f"{name}: cannot decode image ({type(exc).__name__}: {exc})") from exc
+
+
+def allow_pixels(max_pixels: int) -> None:
+    """Make Pillow's process-wide decompression-bomb limit at least ``max_pixels``.
+
+    Pillow refuses images above its own ``Image.MAX_IMAGE_PIXELS`` (89,478,485 by default),
+    so a higher ``predict.max_image_pixels`` had no effect. The limit is only ever raised
+    (threads loading at once never lower it under each other); :func:`load_image` checks
+    its own ``max_pixels`` exactly.
+    """
+    current = Image.MAX_IMAGE_PIXELS
+    if current is not None and current < max_pixels:
+        Image.MAX_IMAGE_PIXELS = int(max_pixels)
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

@@ -143,3 +143,36 @@ def test_a_named_pipe_video_is_an_error_not_a_blocking_open(tmp_path):
     os.mkfifo(fifo)
     result = _finishes(lambda: open_video(fifo), fifo)
     assert "a named pipe, not a regular file" in str(result.get("error"))
+
+
+def _big_sparse_png(truncated: bool, size=(9990, 9990)) -> bytes:
+    """A 99.8-Mpx PNG (under the 100 M default, over Pillow's own 89,478,485), zeros in mode "1":
+    about 12 KB; ``truncated`` cuts its pixel data so that nothing large is ever decoded."""
+    buf = io.BytesIO()
+    Image.new("1", size).save(buf, "PNG", optimize=False, compress_level=9)
+    data = buf.getvalue()
+    return data[: len(data) // 2] if truncated else data
+
+
+def test_the_configured_pixel_limit_is_the_one_in_force_above_pillows_own():
+    data = _big_sparse_png(truncated=True)
+    # Past Pillow's bomb check (it refused this at 89.5 Mpx): decoding starts and finds the cut.
+    with pytest.raises(InputFileError, match="truncated or corrupt"):
+        load_image(data)
+    with pytest.raises(InputFileError, match="truncated or corrupt"):
+        load_image(data, max_pixels=200_000_000)
+    with pytest.raises(InputFileError, match=r"too many pixels \(9990x9990 > 50,000,000\); raise predict.max_image_pixels"):
+        load_image(data, max_pixels=50_000_000)
+
+
+def test_a_small_configured_pixel_limit_refuses_with_the_size_and_the_setting(tmp_path):
+    p = tmp_path / "small.png"
+    Image.new("RGB", (300, 200)).save(p)
+    assert load_image(p, max_pixels=60_000).shape == (200, 300, 3)
+    with pytest.raises(InputFileError, match=r"too many pixels \(300x200 > 59,999\)"):
+        load_image(p, max_pixels=59_999)
+
+
+@pytest.mark.slow
+def test_a_whole_big_sparse_png_under_the_default_limit_is_decoded():
+    assert load_image(_big_sparse_png(truncated=False)).shape == (9990, 9990, 3)

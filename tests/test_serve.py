@@ -597,3 +597,17 @@ def test_a_requests_sampling_replaces_the_servers_configured_one(tmp_path, sepcn
         r = c.post("/predict/video", params={"every": 150}, files=video_upload(data))
         assert r.status_code == 200 and r.json()["sampling"] == {"every": 150}, r.text
         assert c.post("/predict/video", params={"fps": 0.5}, files=video_upload(data)).json()["sampling"] == {"fps": 0.5}
+
+
+def test_the_configured_pixel_limit_is_in_force_above_pillows_own(client, sepcnn_ckpt, upload_dir):
+    """A 9990x9990 PNG (99.8 Mpx) is under the 100 M default though over Pillow's own 89.5 M."""
+    buf = io.BytesIO()
+    Image.new("1", (9990, 9990)).save(buf, "PNG", optimize=False, compress_level=9)
+    cut = buf.getvalue()[: len(buf.getvalue()) // 2]  # nothing large is decoded
+    assert_error(client.post("/predict", files={"file": ("big.png", cut, "image/png")}), 422, "truncated or corrupt")
+    cfg = Config()
+    cfg.serve.upload_dir = str(upload_dir)
+    cfg.predict.max_image_pixels = 50_000_000
+    with _client(create_app(sepcnn_ckpt, cfg)) as small:
+        r = small.post("/predict", files={"file": ("big.png", cut, "image/png")})
+    assert_error(r, 422, "too many pixels (9990x9990 > 50,000,000)")
