@@ -8,9 +8,9 @@ training config, metrics and data provenance.
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
@@ -72,18 +72,34 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 
 def save_checkpoint(checkpoint: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Write atomically: a temporary file in the same folder, then rename."""
+    """Write atomically: a temporary file in the same folder, then rename.
+
+    The file gets the umask's mode like any other (not mkstemp's 0600). A full disk or any
+    other failure to write is a :class:`CheckpointError` naming ``path``, and the file that
+    was there (a run's previous ``best.pt``/``last.pt``) is left as it was.
+    """
+    from deepfake_cli.output import partial_path
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = partial_path(path)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(dict(checkpoint), fh)
+        # Serialised in memory first: torch's own writer turns ENOSPC into a RuntimeError
+        # (inline_container, "PytorchStreamWriter failed") with chained tracebacks.
+        buffer = io.BytesIO()
+        torch.save(dict(checkpoint), buffer)
+        with open(tmp, "xb") as fh:
+            fh.write(buffer.getbuffer())
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:
+        tmp.unlink(missing_ok=True)
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else _first_line(exc)
+        reason = reason.split("] . ", 1)[-1] if reason.startswith("[enforce fail") else reason
+        raise CheckpointError(f"{path}: cannot write the checkpoint ({reason}); nothing was replaced") from exc
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 
