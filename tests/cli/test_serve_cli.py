@@ -119,3 +119,41 @@ def test_without_the_serve_extra_it_says_what_to_install(sepcnn_ckpt, monkeypatc
     result = runner.invoke(app, ["serve", "-m", str(sepcnn_ckpt)])
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert "dfdetect serve needs uvicorn: pip install 'dfdetect[serve]'" in result.stderr
+
+
+def test_connection_limits_reach_uvicorn_config(sepcnn_ckpt, monkeypatch):
+    import uvicorn
+
+    import deepfake_cli.cli.serve_cmd as serve_cmd
+    from deepfake_cli.serve.protocol import IdleClosingH11Protocol
+
+    seen = {}
+    monkeypatch.setattr(serve_cmd, "_run_until_stopped", lambda app, service, options: seen.update(options, app=app))
+    monkeypatch.setenv("DFDETECT_SERVE_MAX_HEADER_BYTES", "4096")
+    result = runner.invoke(app, ["serve", "--model", str(sepcnn_ckpt), "--port", "0", "--no-detect",
+                                 "--timeout-keep-alive", "2.5", "--limit-concurrency", "7", "--backlog", "50"])
+    assert result.exit_code == 0, result.stderr
+    config = uvicorn.Config(seen.pop("app"), **seen)
+    assert (config.timeout_keep_alive, config.limit_concurrency, config.backlog) == (2.5, 7, 50)
+    assert config.h11_max_incomplete_event_size == 4096
+    config.load()
+    assert config.http_protocol_class is IdleClosingH11Protocol
+
+
+def test_an_idle_connection_is_closed_and_health_still_answers(sepcnn_ckpt):
+    """uvicorn's keep-alive timer starts only after a response: a socket that never sent a
+    request was held forever (250 of them exhausted the server's file descriptors)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    with LocalServer(["--model", str(sepcnn_ckpt), "--no-detect", "--timeout-keep-alive", "1"]) as url:
+        address = urlsplit(url)
+        idle = [socket.create_connection((address.hostname, address.port), timeout=10) for _ in range(20)]
+        start = time.monotonic()
+        try:
+            assert all(s.recv(1) == b"" for s in idle)  # closed by the server, not by the 10 s timeout
+            assert time.monotonic() - start < 8
+            assert httpx.get(url.rstrip("/") + "/health", timeout=30).status_code == 200
+        finally:
+            for s in idle:
+                s.close()

@@ -1,0 +1,45 @@
+"""uvicorn's h11 protocol, closing connections that never send a request.
+
+uvicorn starts its keep-alive timer only after a response, so a connection that
+is opened and left idle (a stalled client, hundreds of idle sockets) was held
+forever, until the process ran out of file descriptors and /health stopped
+answering. Here the same ``timeout_keep_alive`` also runs from the connection's
+start, until its first bytes arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+PROTOCOL = "deepfake_cli.serve.protocol:IdleClosingH11Protocol"
+
+
+class IdleClosingH11Protocol(H11Protocol):
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if self.timeout_keep_alive_task is None:
+            self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
+
+
+class AcceptErrorFilter:
+    """Lets asyncio's "socket.accept() out of system resource" through once a minute: out of
+    file descriptors, it is logged (with a traceback) at every retry, about 50 MB in 15 s."""
+
+    def __init__(self, every: float = 60.0) -> None:
+        self.every = every
+        self.last = float("-inf")
+
+    def filter(self, record) -> bool:
+        import time
+
+        if not str(record.msg).startswith("socket.accept() out of system resource"):
+            return True
+        now = time.monotonic()
+        if now - self.last < self.every:
+            return False
+        self.last = now
+        record.exc_info = None
+        record.exc_text = None
+        return True
