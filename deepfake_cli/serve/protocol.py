@@ -17,10 +17,31 @@ PROTOCOL = "deepfake_cli.serve.protocol:IdleClosingH11Protocol"
 
 
 class IdleClosingH11Protocol(H11Protocol):
+    """Also, at ``limit_concurrency`` connections, a new one closes the longest-idle ones (no
+    request, or between requests) instead of every request getting 503 while idle sockets
+    hold the places: with the limit under the file-descriptor limit, accept() never fails."""
+
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.idle_since = self.loop.time()
         if self.timeout_keep_alive_task is None:
             self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
+        if self.limit_concurrency and len(self.connections) >= self.limit_concurrency:
+            idle = sorted(
+                (c for c in self.connections if c is not self and _idle(c)), key=lambda c: getattr(c, "idle_since", 0.0)
+            )
+            for other in idle[: len(self.connections) - self.limit_concurrency + 1]:
+                other.timeout_keep_alive_handler()
+
+    def on_response_complete(self) -> None:
+        self.idle_since = self.loop.time()
+        super().on_response_complete()
+
+
+def _idle(connection) -> bool:
+    cycle = getattr(connection, "cycle", None)
+    transport = getattr(connection, "transport", None)
+    return (cycle is None or cycle.response_complete) and transport is not None and not transport.is_closing()
 
 
 class AcceptErrorFilter:

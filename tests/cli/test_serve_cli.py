@@ -157,3 +157,21 @@ def test_an_idle_connection_is_closed_and_health_still_answers(sepcnn_ckpt):
         finally:
             for s in idle:
                 s.close()
+
+
+def test_idle_sockets_at_the_concurrency_limit_make_room_for_a_request(sepcnn_ckpt):
+    """At limit_concurrency, a new connection closes the longest-idle ones: /health is 200, not 503."""
+    import socket
+    from urllib.parse import urlsplit
+
+    with LocalServer(["--model", str(sepcnn_ckpt), "--no-detect", "--limit-concurrency", "10",
+                      "--timeout-keep-alive", "30"]) as url:
+        address = urlsplit(url)
+        idle = [socket.create_connection((address.hostname, address.port), timeout=10) for _ in range(30)]
+        try:
+            start = time.monotonic()
+            assert httpx.get(url.rstrip("/") + "/health", timeout=10).status_code == 200
+            assert time.monotonic() - start < 5
+        finally:
+            for s in idle:
+                s.close()
