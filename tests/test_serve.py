@@ -611,3 +611,14 @@ def test_the_configured_pixel_limit_is_in_force_above_pillows_own(client, sepcnn
     with _client(create_app(sepcnn_ckpt, cfg)) as small:
         r = small.post("/predict", files={"file": ("big.png", cut, "image/png")})
     assert_error(r, 422, "too many pixels (9990x9990 > 50,000,000)")
+
+
+def test_an_app_whose_lifespan_never_runs_makes_no_upload_folder(tmp_path, sepcnn_ckpt):
+    cfg = Config()
+    cfg.serve.upload_dir = str(tmp_path)
+    create_app(sepcnn_ckpt, cfg)
+    assert list(tmp_path.iterdir()) == []  # was an empty dfdetect-uploads-* left behind
+    app = create_app(sepcnn_ckpt, cfg)
+    with _client(app):
+        assert [p.name.startswith("dfdetect-uploads-") for p in tmp_path.iterdir()] == [True]
+    assert list(tmp_path.iterdir()) == []

@@ -100,6 +100,7 @@ def create_app(classifier_or_checkpoint: FaceClassifier | str | os.PathLike[str]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
+        service.open()  # the upload folder, now that the server runs
         try:
             yield
         finally:  # running scans stop; uploads left by them go with the server's upload folder

@@ -70,12 +70,27 @@ class DetectorService:
         self._installed: list[dict[str, Any]] | None = None
         # Set when the server shuts down: running video scans stop at their next frame.
         self.stopping = threading.Event()
-        self.upload_dir = make_upload_dir(cfg.serve.upload_dir)
+        # Made when the server starts (the app's lifespan) or at first use, not here: an app
+        # whose lifespan never runs (tests, an app built and dropped) left an empty folder.
+        check_upload_parent(cfg.serve.upload_dir)
+        self._upload_dir: Path | None = None
+
+    @property
+    def upload_dir(self) -> Path:
+        if self._upload_dir is None:
+            self._upload_dir = make_upload_dir(self.cfg.serve.upload_dir)
+        return self._upload_dir
+
+    def open(self) -> None:
+        """At start-up: this server's upload folder."""
+        self.upload_dir  # noqa: B018 - made now
 
     def close(self) -> None:
         """Stop running scans and remove this server's upload folder (and any upload left in it)."""
         self.stopping.set()
-        shutil.rmtree(self.upload_dir, ignore_errors=True)
+        if self._upload_dir is not None:
+            shutil.rmtree(self._upload_dir, ignore_errors=True)
+            self._upload_dir = None
 
     @contextlib.contextmanager
     def _slot(self):
@@ -255,6 +270,16 @@ def encode_png(rgb: np.ndarray) -> bytes:
     if not ok:  # pragma: no cover - OpenCV always encodes uint8 RGB
         raise RuntimeError("PNG encoding failed")
     return buffer.tobytes()
+
+
+def check_upload_parent(parent: str | None) -> None:
+    """:class:`ConfigError` unless ``parent`` (default: the system temp folder) is a folder
+    where this server could make its upload folder."""
+    where = parent or tempfile.gettempdir()
+    if not os.path.isdir(where):
+        raise ConfigError(f"serve.upload_dir: cannot make a folder in {where}: not a folder (or missing)")
+    if not os.access(where, os.W_OK | os.X_OK):
+        raise ConfigError(f"serve.upload_dir: cannot make a folder in {where}: permission denied")
 
 
 def make_upload_dir(parent: str | None) -> Path:
