@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from deepfake_cli.errors import InputFileError, UsageError
-from deepfake_cli.images import special_file_kind
+from deepfake_cli.images import missing_reason, special_file_kind
 
 # libav prints its own lines ("moov atom not found") over progress bars; the
 # InputFileError raised here says what failed. Read by OpenCV at its first capture;
@@ -66,7 +66,7 @@ def open_video(path: str | os.PathLike[str], threads: int | None = None) -> cv2.
     """
     p = Path(path)
     if not p.exists():
-        raise InputFileError(f"{path}: no such file")
+        raise InputFileError(f"{path}: {missing_reason(p)}")
     if p.is_dir():
         raise InputFileError(f"{path}: is a directory")
     special = special_file_kind(p)

@@ -50,6 +50,23 @@ def special_file_kind(path: str | os.PathLike[str]) -> str | None:
     return next((kind for test, kind in _SPECIAL_KINDS if test(mode)), None)
 
 
+def missing_reason(path: str | os.PathLike[str]) -> str:
+    """Why ``path`` does not exist, for an error message: a symlink loop or a broken symlink
+    is not "no such file"."""
+    import errno
+
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symbolic link loop (too many levels of symbolic links)"
+        if exc.errno == errno.ENOENT and os.path.islink(path):
+            return f"broken symbolic link (to {os.readlink(path)}, which does not exist)"
+        if exc.errno not in (errno.ENOENT, None):
+            return exc.strerror or str(exc)
+    return "no such file"
+
+
 def read_special(path: str | os.PathLike[str], limit: int | None = None, wait: float | None = None) -> bytes:
     """The bytes of a pipe or device, up to ``limit`` + 1 of them, never blocking for long.
 
@@ -149,7 +166,7 @@ def load_image(source: str | os.PathLike[str] | bytes, max_pixels: int = DEFAULT
     else:
         path = Path(source)
         if not path.exists():
-            raise InputFileError(f"{name}: no such file")
+            raise InputFileError(f"{name}: {missing_reason(path)}")
         if path.is_dir():
             raise InputFileError(f"{name}: is a directory")
         regular = path.is_file()

@@ -176,3 +176,19 @@ def test_a_small_configured_pixel_limit_refuses_with_the_size_and_the_setting(tm
 @pytest.mark.slow
 def test_a_whole_big_sparse_png_under_the_default_limit_is_decoded():
     assert load_image(_big_sparse_png(truncated=False)).shape == (9990, 9990, 3)
+
+
+def test_a_symlink_loop_or_a_broken_link_is_not_no_such_file(tmp_path):
+    import os
+
+    from deepfake_cli.frames import open_video
+
+    os.symlink(tmp_path / "b.jpg", tmp_path / "a.jpg")
+    os.symlink(tmp_path / "a.jpg", tmp_path / "b.jpg")
+    os.symlink(tmp_path / "gone.mp4", tmp_path / "v.mp4")
+    with pytest.raises(InputFileError, match="a.jpg: symbolic link loop"):
+        load_image(tmp_path / "a.jpg")
+    with pytest.raises(InputFileError, match=r"v.mp4: broken symbolic link \(to .*gone.mp4, which does not exist\)"):
+        open_video(tmp_path / "v.mp4")
+    with pytest.raises(InputFileError, match="nope.jpg: no such file"):
+        load_image(tmp_path / "nope.jpg")
