@@ -622,3 +622,18 @@ def test_an_app_whose_lifespan_never_runs_makes_no_upload_folder(tmp_path, sepcn
     with _client(app):
         assert [p.name.startswith("dfdetect-uploads-") for p in tmp_path.iterdir()] == [True]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_upload_folder_is_507_with_the_reason(client, blue_video, upload_dir, monkeypatch):
+    import errno
+    import shutil
+
+    def full_disk(source, out, length=0):
+        out.write(b"\x00" * 10)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copyfileobj", full_disk)
+    r = client.post("/predict/video", files=video_upload(blue_video, "blue.mp4"))
+    assert_error(r, 507, "no room for the upload in the server's upload folder (No space left on device)")
+    assert r.headers["retry-after"] == "60"
+    assert uploads_left(upload_dir) == []
