@@ -194,6 +194,8 @@ def _log_config() -> dict:
     config["handlers"]["access"]["stream"] = "ext://sys.stderr"
     config["loggers"]["dfdetect"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
     config.setdefault("filters", {})["accept_errors"] = {"()": "deepfake_cli.serve.protocol.AcceptErrorFilter"}
+    config["filters"]["access_query"] = {"()": "deepfake_cli.serve.protocol.AccessLogQueryFilter"}
+    config["handlers"]["access"]["filters"] = ["access_query"]
     config["loggers"]["asyncio"] = {"handlers": ["default"], "level": "WARNING", "propagate": False, "filters": ["accept_errors"]}
     return config
 

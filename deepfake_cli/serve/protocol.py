@@ -64,3 +64,21 @@ class AcceptErrorFilter:
         record.exc_info = None
         record.exc_text = None
         return True
+
+
+# Characters of a query string kept in an access-log line.
+ACCESS_LOG_QUERY_CHARS = 100
+
+
+class AccessLogQueryFilter:
+    """Cuts long query strings in uvicorn's access lines (``"GET /x?... HTTP/1.1" 200``): a
+    client sending a huge URL would otherwise write it whole into the log on every request."""
+
+    def filter(self, record) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str) and "?" in args[2]:
+            path, query = args[2].split("?", 1)
+            if len(query) > ACCESS_LOG_QUERY_CHARS:
+                cut = f"{path}?{query[:ACCESS_LOG_QUERY_CHARS]}...[{len(query) - ACCESS_LOG_QUERY_CHARS} more]"
+                record.args = (*args[:2], cut, *args[3:])
+        return True

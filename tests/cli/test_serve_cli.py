@@ -175,3 +175,23 @@ def test_idle_sockets_at_the_concurrency_limit_make_room_for_a_request(sepcnn_ck
         finally:
             for s in idle:
                 s.close()
+
+
+def test_the_access_log_cuts_long_query_strings():
+    import io
+    import logging
+    import logging.config
+
+    from deepfake_cli.cli.serve_cmd import _log_config
+
+    config = _log_config()
+    stream = io.StringIO()
+    config["handlers"]["access"]["stream"] = stream
+    logging.config.dictConfig(config)
+    try:
+        logging.getLogger("uvicorn.access").info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5", "GET", "/health?" + "a" * 5000, "1.1", 200)
+        logging.getLogger("uvicorn.access").info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5", "GET", "/health?x=1", "1.1", 200)
+    finally:
+        logging.config.dictConfig({"version": 1, "disable_existing_loggers": False})
+    first, second = stream.getvalue().splitlines()
+    assert len(first) < 300 and "...[4900 more]" in first and '/health?x=1 HTTP/1.1" 200' in second
