@@ -49,8 +49,55 @@ def choose_format(
 
 def partial_path(target: Path) -> Path:
     """A name beside ``target`` that no other writer uses (this process, a random tag), keeping
-    its extension (OpenCV picks the container by it): written there, then moved into place."""
+    its extension (OpenCV picks the container by it): written there, then moved into place.
+
+    Partial files of ``target`` left by a killed run (SIGKILL, a power cut) are removed first.
+    """
+    target = Path(target)
+    sweep_stale_partials(target)
     return target.with_name(f".{target.stem}.partial-{os.getpid()}-{secrets.token_hex(4)}{target.suffix}")
+
+
+# A partial file touched this recently is left alone even if its process seems gone.
+STALE_PARTIAL_SECONDS = 60.0
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # someone else's process
+    return True
+
+
+def sweep_stale_partials(target: Path) -> list[Path]:
+    """Remove ``.STEM.partial-PID-TAG.EXT`` files beside ``target`` whose process is not running
+    and that were not modified for :data:`STALE_PARTIAL_SECONDS`; returns those removed."""
+    import time
+
+    removed = []
+    prefix = f".{target.stem}.partial-"
+    try:
+        entries = list(os.scandir(target.parent if str(target.parent) else "."))
+    except OSError:
+        return removed
+    for entry in entries:
+        name = entry.name
+        if not (name.startswith(prefix) and name.endswith(target.suffix)):
+            continue
+        pid_text = name[len(prefix):].split("-", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid() or pid_alive(int(pid_text)):
+            continue
+        try:
+            if not entry.is_file(follow_symlinks=False) or time.time() - entry.stat().st_mtime < STALE_PARTIAL_SECONDS:
+                continue
+            os.unlink(entry.path)
+            removed.append(Path(entry.path))
+        except OSError:
+            continue
+    return removed
 
 
 class ReplacingTextFile(io.TextIOWrapper):

@@ -166,3 +166,26 @@ def test_two_writers_of_one_output_file_never_interleave(tmp_path):
     with open_output_file("/dev/null") as fh:
         fh.write("dropped\n")
     assert Path("/dev/null").exists() and not Path("/dev/null").is_file()
+
+
+def test_partial_files_left_by_a_killed_run_are_swept_at_the_next_start(tmp_path):
+    import os
+    import subprocess
+    import time
+
+    from deepfake_cli.output import partial_path
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    target = tmp_path / "report.csv"
+    stale = tmp_path / f".report.partial-{dead.pid}-0a1b2c3d.csv"
+    recent = tmp_path / f".report.partial-{dead.pid}-11111111.csv"
+    live = tmp_path / f".report.partial-{os.getppid()}-22222222.csv"
+    other = tmp_path / f".other.partial-{dead.pid}-33333333.csv"
+    for p in (stale, recent, live, other):
+        p.write_text("half")
+    old = time.time() - 3600
+    for p in (stale, live, other):
+        os.utime(p, (old, old))
+    partial_path(target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (recent, live, other))

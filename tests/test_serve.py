@@ -637,3 +637,25 @@ def test_a_full_upload_folder_is_507_with_the_reason(client, blue_video, upload_
     assert_error(r, 507, "no room for the upload in the server's upload folder (No space left on device)")
     assert r.headers["retry-after"] == "60"
     assert uploads_left(upload_dir) == []
+
+
+def test_upload_folders_of_a_killed_server_are_swept_at_start(tmp_path, sepcnn_ckpt):
+    import os
+    import subprocess
+    import time
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tmp_path / f"dfdetect-uploads-{dead.pid}-abcd1234"
+    stale.mkdir()
+    (stale / "dfdetect-upload-x.mp4").write_bytes(b"an upload")
+    legacy = tmp_path / "dfdetect-uploads-q9x_zz1"  # no process id: an older version's, left alone
+    legacy.mkdir()
+    for p in (stale, legacy):
+        os.utime(p, (time.time() - 3600,) * 2)
+    cfg = Config()
+    cfg.serve.upload_dir = str(tmp_path)
+    with _client(create_app(sepcnn_ckpt, cfg)) as c:
+        own = c.app.state.service.upload_dir
+        assert own.name.startswith(f"dfdetect-uploads-{os.getpid()}-")
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([own.name, legacy.name])

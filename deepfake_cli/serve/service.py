@@ -285,11 +285,39 @@ def check_upload_parent(parent: str | None) -> None:
 def make_upload_dir(parent: str | None) -> Path:
     """A folder of this server's own for uploads being scanned, in ``parent`` (default: the
     system temp folder); removed at shutdown, so no upload outlives the server."""
+    sweep_stale_upload_dirs(parent)
     try:
-        return Path(tempfile.mkdtemp(prefix="dfdetect-uploads-", dir=parent))
+        return Path(tempfile.mkdtemp(prefix=f"dfdetect-uploads-{os.getpid()}-", dir=parent))
     except OSError as exc:
         raise ConfigError(f"serve.upload_dir: cannot make a folder in {parent or tempfile.gettempdir()}: "
                           f"{exc.strerror or exc}") from None
+
+
+def sweep_stale_upload_dirs(parent: str | None) -> list[Path]:
+    """Remove ``dfdetect-uploads-PID-*`` folders (and the uploads in them) left in ``parent``
+    by a server that was killed (SIGKILL): its process is gone and the folder is older than a
+    minute. Folders without a process id (older versions) are left alone."""
+    from deepfake_cli.output import STALE_PARTIAL_SECONDS, pid_alive
+
+    removed = []
+    try:
+        entries = list(os.scandir(parent or tempfile.gettempdir()))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith("dfdetect-uploads-"):
+            continue
+        pid_text = entry.name[len("dfdetect-uploads-"):].split("-", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid() or pid_alive(int(pid_text)):
+            continue
+        try:
+            if not entry.is_dir(follow_symlinks=False) or time.time() - entry.stat().st_mtime < STALE_PARTIAL_SECONDS:
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        removed.append(Path(entry.path))
+    return removed
 
 
 def without_paths(value: Any) -> Any:
