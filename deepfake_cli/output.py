@@ -114,20 +114,41 @@ class ReplacingTextFile(io.TextIOWrapper):
         self.temp = partial_path(target)
         super().__init__(io.FileIO(self.temp, "x"), encoding="utf-8", newline="")
 
+    def write(self, text: str) -> int:
+        try:
+            return super().write(text)
+        except OSError as exc:
+            raise self._named(exc) from None
+
+    def flush(self) -> None:
+        try:
+            super().flush()
+        except OSError as exc:
+            raise self._named(exc) from None
+
     def close(self) -> None:
         if self.closed:
             return
-        super().close()
         try:
+            super().close()
             os.replace(self.temp, self.target)
-        except OSError:
+        except OSError as exc:
             self.temp.unlink(missing_ok=True)
-            raise
+            raise self._named(exc) from None
+
+    def _named(self, exc: OSError) -> OSError:
+        """A disk-full (or any) write error that names ``target``, not nothing or our partial file."""
+        if exc.filename is None or str(exc.filename) == str(self.temp):
+            return OSError(exc.errno, exc.strerror or str(exc), str(self.target))
+        return exc
 
     def discard(self) -> None:
         """Close without replacing ``target``: what was written is deleted."""
         if not self.closed:
-            io.TextIOWrapper.close(self)
+            try:
+                io.TextIOWrapper.close(self)
+            except OSError:
+                pass  # a full disk: what was written goes anyway
         self.temp.unlink(missing_ok=True)
 
 

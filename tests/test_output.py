@@ -189,3 +189,24 @@ def test_partial_files_left_by_a_killed_run_are_swept_at_the_next_start(tmp_path
         os.utime(p, (old, old))
     partial_path(target)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (recent, live, other))
+
+
+@pytest.mark.parametrize("text", ["a,b\n", "x" * 2**20])
+def test_a_full_disk_while_writing_out_names_the_file(tmp_path, text):
+    """The file's descriptor is made /dev/full's: every write to it is ENOSPC, as on a full disk."""
+    import errno
+    import os
+
+    from deepfake_cli.output import finish_output, open_output_file
+
+    target = tmp_path / "out.csv"
+    stream = open_output_file(target)
+    full = os.open("/dev/full", os.O_WRONLY)
+    os.dup2(full, stream.buffer.fileno())
+    os.close(full)
+    with pytest.raises(OSError) as info:
+        stream.write(text)
+        stream.flush()
+    assert info.value.filename == str(target) and info.value.errno == errno.ENOSPC
+    finish_output(stream, False)
+    assert list(tmp_path.iterdir()) == []
