@@ -1,6 +1,6 @@
 """Size, CPU latency and fidelity of exported models: PyTorch vs ONNX Runtime vs TorchScript vs INT8.
 
-For each architecture a checkpoint is exported with ``deepfake_cli.export``
+For each architecture a checkpoint is exported with ``deepfake_cli.inference.export``
 (the code behind ``dfdetect models export``) to ONNX, ONNX INT8 (dynamic),
 TorchScript and TorchScript INT8 (dynamic, Linear layers only), then every
 variant runs on the same real FaceForensics++ face crops from
@@ -45,7 +45,7 @@ VARIANTS = (("onnx", None), ("onnx", "dynamic"), ("torchscript", None), ("torchs
 
 
 def load_crops(n: int) -> list[np.ndarray]:
-    from deepfake_cli.images import load_image
+    from deepfake_cli.media.images import load_image
 
     half = n // 2
     paths = sorted((FACES / "youtube").glob("*.jpg"))[:half] + sorted((FACES / "Deepfakes").glob("*.jpg"))[: n - half]
@@ -55,12 +55,12 @@ def load_crops(n: int) -> list[np.ndarray]:
 
 
 def make_checkpoint(arch: str, folder: Path) -> Path:
-    from deepfake_cli.checkpoint import build_checkpoint, save_checkpoint
+    from deepfake_cli.models.checkpoint import build_checkpoint, save_checkpoint
     from deepfake_cli.labels import BINARY_LABELS
     from deepfake_cli.models import create_model, get_model_spec
 
     if arch == "mesonet4" and MESONET_DF.is_file():
-        from deepfake_cli.import_keras import import_mesonet
+        from deepfake_cli.models.import_keras import import_mesonet
 
         return save_checkpoint(import_mesonet(MESONET_DF), folder / "meso4_df.pt")
     torch.manual_seed(0)
@@ -90,8 +90,8 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def bench_arch(arch: str, crops: list[np.ndarray], folder: Path, repeats: int) -> list[dict]:
-    from deepfake_cli.classifier import FaceClassifier
-    from deepfake_cli.export import ExportedModel, export_checkpoint
+    from deepfake_cli.inference.classifier import FaceClassifier
+    from deepfake_cli.inference.export import ExportedModel, export_checkpoint
 
     ckpt = make_checkpoint(arch, folder)
     classifier = FaceClassifier.from_checkpoint(ckpt)

@@ -5,7 +5,7 @@ Naive, as in the first report's script: for every sampled frame, seek to it
 settings on the full frame, one frame at a time, keep the largest face with
 probability >= 0.95 and size >= 50 px, crop and save it.
 
-Pipeline: ``deepfake_cli.extract.run_extract`` on the same videos and frames
+Pipeline: ``deepfake_cli.data.extract.run_extract`` on the same videos and frames
 (sequential decoding with ``grab()`` skipping, batched detection with
 MTCNN's pyramid capped at ``--detect-max-side``, ``--workers`` processes).
 
@@ -40,8 +40,8 @@ def naive_extract(items, every, frames_per_video, out: Path) -> tuple[dict, int,
     """The per-frame loop: seek, read, full-frame MTCNN, largest face, crop, save."""
     from facenet_pytorch import MTCNN
 
-    from deepfake_cli.faces import FaceFraming, crop_face
-    from deepfake_cli.frames import sample_indices, video_info
+    from deepfake_cli.faces.detector import FaceFraming, crop_face
+    from deepfake_cli.media.frames import sample_indices, video_info
 
     framing = FaceFraming(0.3, True)
     started = time.perf_counter()
@@ -81,7 +81,7 @@ def naive_extract(items, every, frames_per_video, out: Path) -> tuple[dict, int,
 
 def pipeline_extract(root: Path, args, out: Path) -> tuple[dict, int, float]:
     from deepfake_cli.config import load_config
-    from deepfake_cli.extract import run_extract
+    from deepfake_cli.data.extract import run_extract
 
     cfg = load_config(
         None,
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.frames_per_video:
         args.every = None
 
-    from deepfake_cli.layouts import discover_videos
+    from deepfake_cli.data.layouts import discover_videos
 
     torch.set_num_threads(args.threads)
     _, items = discover_videos(args.root)

@@ -7,7 +7,7 @@ dataset read with PIL and torchvision transforms in the main process
 input size), a model in the default NCHW layout, Adam, class-weighted
 cross-entropy.
 
-dfdetect: ``deepfake_cli.train.train`` with the same architecture, input size,
+dfdetect: ``deepfake_cli.training.train.train`` with the same architecture, input size,
 batch size, optimizer, loss and augmentation recipe (``--augment basic``):
 crops decoded once into a uint8 tensor, batch augmentation in DataLoader
 workers overlapping the training step, channels_last; then the same with
@@ -104,9 +104,9 @@ class _Timer:
 
 
 def dfdetect_loop(arch: str, data: Path, limit: int, input_size: int, batch: int, warmup: int, steps: int, lr: float, workers: int, threads: int, cpu_amp: bool) -> tuple[float, float]:
-    """(images/s, seconds spent decoding the crops once) of deepfake_cli.train."""
+    """(images/s, seconds spent decoding the crops once) of deepfake_cli.training.train."""
     from deepfake_cli.config import load_config
-    from deepfake_cli.train import train
+    from deepfake_cli.training.train import train
 
     timer = _Timer()
     with tempfile.TemporaryDirectory() as out:
@@ -140,7 +140,7 @@ def main() -> int:
     os.environ.setdefault("DFDETECT_OFFLINE", "1")
     torch.set_num_threads(args.threads)
 
-    from deepfake_cli.datasets import load_splits
+    from deepfake_cli.data.datasets import load_splits
     from deepfake_cli.models import get_model_spec
 
     total = (args.warmup + args.steps) * args.batch_size

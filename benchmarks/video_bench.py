@@ -6,7 +6,7 @@ frame, one frame at a time; crop each face (probability >= 0.95, size >= 50
 px, the same filters dfdetect applies) and classify it alone; draw the boxes
 held since the last sampled frame on every frame and write the annotated video.
 
-dfdetect: :func:`deepfake_cli.video.scan_video` with the default video config
+dfdetect: :func:`deepfake_cli.inference.video.scan_video` with the default video config
 (sequential decoding with ``grab()`` past unsampled frames in a background
 thread, detection with MTCNN's pyramid capped at ``video.detect_max_side`` by one
 single-threaded worker per core, with MTCNN's resampling batched and, between
@@ -65,7 +65,7 @@ def naive_scan(video: Path, classifier, every: int, annotate: Path | None) -> di
     """The per-frame loop; returns wall time, per-stage seconds, boxes and scores per sampled frame."""
     from facenet_pytorch import MTCNN
 
-    from deepfake_cli.faces import crop_face
+    from deepfake_cli.faces.detector import crop_face
 
     started, cpu_started = time.perf_counter(), time.process_time()
     stages = dict.fromkeys(STAGES, 0.0)
@@ -168,7 +168,7 @@ def floor_scan(video: Path, every: int, annotate: Path) -> dict:
 
 
 def dfdetect_scan(video: Path, pipeline, cfg, annotate: Path | None, csv_path: Path) -> dict:
-    from deepfake_cli.video import FRAME_COLUMNS, scan_video
+    from deepfake_cli.inference.video import FRAME_COLUMNS, scan_video
 
     started, cpu_started = time.perf_counter(), time.process_time()
     with open(csv_path, "w", newline="", encoding="utf-8") as fh:
@@ -194,7 +194,7 @@ def box_agreement(naive: dict, ours: dict, min_iou: float = 0.9) -> dict:
     the same number of faces and every naive face has a match >= min_iou; and
     the IoU and |p_fake| gap of each naive face with its best match.
     """
-    from deepfake_cli.tracking import box_iou, iou_matrix
+    from deepfake_cli.faces.tracking import box_iou, iou_matrix
 
     def largest(faces):
         return max(faces, key=lambda f: (f[0][2] - f[0][0]) * (f[0][3] - f[0][1]), default=None)
@@ -221,7 +221,7 @@ def box_agreement(naive: dict, ours: dict, min_iou: float = 0.9) -> dict:
 
 def same_crop_identity(video: Path, pipeline, every: int, limit: int = 16) -> float:
     """Max |p_fake| difference between scoring the same crops alone and in one batch."""
-    from deepfake_cli.frames import iter_frames
+    from deepfake_cli.media.frames import iter_frames
 
     crops = []
     for _, _, rgb in iter_frames(video, every=every):
@@ -239,9 +239,9 @@ def resolve_checkpoint(spec: str | None, arch: str, tmp: Path) -> tuple[Path, st
     """``--model``; else the shipped default model; else the published MesoNet weights in
     ../shared imported on the fly (a real trained model, so scores vary); else a seeded
     untrained ``arch``."""
-    from deepfake_cli.checkpoint import build_checkpoint, save_checkpoint
+    from deepfake_cli.models.checkpoint import build_checkpoint, save_checkpoint
     from deepfake_cli.errors import DfdetectError
-    from deepfake_cli.model_store import resolve_model
+    from deepfake_cli.models.store import resolve_model
 
     try:
         path = resolve_model(spec)
@@ -251,7 +251,7 @@ def resolve_checkpoint(spec: str | None, arch: str, tmp: Path) -> tuple[Path, st
             raise
     meso = SHARED / "weights" / "mesonet" / "Meso4_DF.h5"
     if meso.is_file():
-        from deepfake_cli.import_keras import import_mesonet
+        from deepfake_cli.models.import_keras import import_mesonet
 
         return save_checkpoint(import_mesonet(meso), tmp / "meso4_df.pt"), "Meso4_DF (published MesoNet weights, imported)"
     from deepfake_cli.labels import default_labels
@@ -287,10 +287,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     naive_threads = [int(t) for t in args.naive_threads.split(",") if t.strip()]
 
-    from deepfake_cli.classifier import FaceClassifier
+    from deepfake_cli.inference.classifier import FaceClassifier
     from deepfake_cli.config import load_config
-    from deepfake_cli.frames import video_info
-    from deepfake_cli.video import video_pipeline
+    from deepfake_cli.media.frames import video_info
+    from deepfake_cli.inference.video import video_pipeline
 
     tmp = Path(tempfile.mkdtemp(prefix="video_bench_"))
     ckpt, model_name = resolve_checkpoint(args.model, args.arch, tmp)

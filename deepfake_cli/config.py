@@ -23,6 +23,18 @@ from deepfake_cli.errors import ConfigError
 ENV_PREFIX = "DFDETECT_"
 
 Device = Literal["auto", "cpu", "cuda"]
+# How a track's face scores become one score (inference/aggregate.py implements each).
+Aggregation = Literal["mean", "max", "confident"]
+AGGREGATION_NAMES: tuple[str, ...] = typing.get_args(Aggregation)
+# Grad-CAM variants (inference/gradcam.py).
+CamMethod = Literal["gradcam", "gradcam++"]
+CAM_METHOD_NAMES: tuple[str, ...] = typing.get_args(CamMethod)
+
+# Face framing when no model says otherwise: the crop is the box plus this fraction of its
+# size (0.3: 1.3 times the box, 15% on each side), made square around its centre first.
+# The one place to change the face margin; faces/, models/checkpoint.py and data/extract.py use it.
+DEFAULT_FACE_MARGIN = 0.3
+DEFAULT_FACE_SQUARE = True
 
 
 @dataclass
@@ -56,7 +68,8 @@ class FaceConfig:
     """The face pipeline shared by extract, predict, video, gradcam and serve.
 
     ``margin`` and ``square`` left unset mean "the framing the model was trained
-    on" (stored in its checkpoint), or 0.3/True when no model is involved.
+    on" (stored in its checkpoint), or DEFAULT_FACE_MARGIN/DEFAULT_FACE_SQUARE (0.3/True)
+    when no model is involved.
     """
 
     detect: bool = True
@@ -141,7 +154,7 @@ class VideoConfig:
     frames: int | None = None
     start: float | None = None
     end: float | None = None
-    aggregate: Literal["mean", "max", "confident"] = "confident"
+    aggregate: Aggregation = "confident"
     # Faces are searched as if frames were shrunk to this longer side: MTCNN's image
     # pyramid starts at the level it would use there (the cost), every level resampled
     # from the full frame (the boxes: full-frame MTCNN's; frames over twice this size are
@@ -197,7 +210,7 @@ class GradcamConfig:
     """Grad-CAM explanations (``dfdetect gradcam`` and the API's /gradcam)."""
 
     target: str = "predicted"
-    method: Literal["gradcam", "gradcam++"] = "gradcam"
+    method: CamMethod = "gradcam"
     layer: str | None = None
     alpha: float = 0.5
     batch_size: int = 8
@@ -216,6 +229,30 @@ class RuntimeConfig:
 
 
 @dataclass
+class RayConfig:
+    """predict, video and extract on a Ray cluster (``--ray``; install ``dfdetect[ray]``).
+
+    Inputs are read, and annotated videos written, by the workers at the paths the driver
+    sees (a shared filesystem on a multi-node cluster); results and crops return to the
+    driver, which writes stdout, ``--out`` and the dataset folder as a local run does.
+    """
+
+    enabled: bool = False
+    # Unset: join the cluster RAY_ADDRESS names or one started here by 'ray start', else start
+    # a local one (shut down at the end); 'auto': join a running cluster (an error if none);
+    # or an address such as 'head-node:6379' or 'ray://head-node:10001'.
+    address: str | None = None
+    # Actors, each holding one loaded face pipeline (unset: the cluster's CPUs / cpus_per_actor,
+    # or its GPUs / gpus_per_actor when that is set; never more than there are inputs).
+    actors: int | None = None
+    cpus_per_actor: float = 1.0
+    gpus_per_actor: float = 0.0
+    # A worker process that dies (killed, out of memory) is restarted and its task retried up to
+    # this many times; after that its inputs become error rows (extract: errors.csv, redone on rerun).
+    max_retries: int = 2
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     face: FaceConfig = field(default_factory=FaceConfig)
@@ -226,6 +263,7 @@ class Config:
     serve: ServeConfig = field(default_factory=ServeConfig)
     gradcam: GradcamConfig = field(default_factory=GradcamConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -492,6 +530,10 @@ def validate(cfg: Config) -> None:
         ("serve.max_header_bytes", cfg.serve.max_header_bytes >= 1024, "must be >= 1024"),
         ("gradcam.alpha", 0.0 <= cfg.gradcam.alpha <= 1.0, "must be between 0 and 1"),
         ("gradcam.batch_size", cfg.gradcam.batch_size >= 1, "must be >= 1"),
+        ("ray.actors", cfg.ray.actors is None or cfg.ray.actors >= 1, "must be >= 1"),
+        ("ray.cpus_per_actor", cfg.ray.cpus_per_actor >= 0, "must be >= 0"),
+        ("ray.gpus_per_actor", cfg.ray.gpus_per_actor >= 0, "must be >= 0"),
+        ("ray.max_retries", cfg.ray.max_retries >= 0, "must be >= 0"),
     ]
     for key, ok, message in checks:
         if not ok:

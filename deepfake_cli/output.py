@@ -7,6 +7,7 @@ the end (it is for people, not for millions of rows).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -15,12 +16,11 @@ import os
 import secrets
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence, TextIO
+from typing import Any, Callable, Iterator, Sequence, TextIO
 
 from deepfake_cli.errors import OutputError, UsageError
 
-OUTPUT_FORMATS = ("table", "json", "jsonl", "csv")
-FILE_FORMATS = ("json", "jsonl", "csv")
+FILE_FORMATS = ("json", "jsonl", "csv")  # formats a file can hold (the table is for terminals)
 
 
 def format_from_extension(path: str | Path) -> str | None:
@@ -30,14 +30,19 @@ def format_from_extension(path: str | Path) -> str | None:
 
 
 def choose_format(
-    json_: bool = False, jsonl: bool = False, csv_: bool = False, out: str | None = None, stream: TextIO | None = None
+    json_: bool = False, jsonl: bool = False, csv_: bool = False, out: str | None = None, stream: TextIO | None = None,
+    fmt: str | None = None,
 ) -> str:
-    """Explicit flag wins; then the ``out`` file's extension; then a table on a
-    TTY and JSON Lines in pipes."""
+    """``--format`` (or its aliases ``--json``/``--jsonl``/``--csv``) wins; then the ``out``
+    file's extension; then a table on a TTY and JSON Lines in pipes."""
     chosen = [name for name, on in (("json", json_), ("jsonl", jsonl), ("csv", csv_)) if on]
+    if fmt is not None:
+        if fmt not in WRITERS:
+            raise UsageError(f"unknown output format '{fmt}' (choose {', '.join(WRITERS)})")
+        if any(c != fmt for c in chosen):
+            raise UsageError(f"choose one output format, not --format {fmt} and {' and '.join('--' + c for c in chosen)}")
+        return fmt
     if len(chosen) > 1:
-        from deepfake_cli.errors import UsageError
-
         raise UsageError(f"choose one output format, not {' and '.join('--' + c for c in chosen)}")
     if chosen:
         return chosen[0]
@@ -98,6 +103,40 @@ def sweep_stale_partials(target: Path) -> list[Path]:
         except OSError:
             continue
     return removed
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike[str], keep_suffix: bool = False) -> Iterator[Path]:
+    """The one atomic-write helper: a temporary path beside ``target`` to write, moved onto
+    ``target`` when the block ends, deleted when it raises; readers never see half a file.
+
+    The temporary name is hidden and ends in ``.tmp`` (globs for the real files never match
+    it), or with ``keep_suffix`` in ``target``'s extension (:func:`partial_path`, for writers
+    that pick a container by it; stale partial files of ``target`` are swept first). The
+    folder is made if need be.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if keep_suffix:
+        tmp = partial_path(target)
+    else:
+        tmp = target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """``data`` into ``path`` atomically (:func:`atomic_path`)."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 class ReplacingTextFile(io.TextIOWrapper):
@@ -217,7 +256,7 @@ def dumps(record: Any, indent: int | None = None) -> str:
 
 
 class RecordWriter:
-    """Write records to ``stream`` in one of :data:`OUTPUT_FORMATS`.
+    """Write records to ``stream`` in one of :data:`OUTPUT_FORMATS` (a writer of :data:`WRITERS`).
 
     ``columns`` fixes the CSV header and table columns; ``flatten`` turns a
     record into one flat CSV/table row (nested detail stays in JSON only).
@@ -231,7 +270,7 @@ class RecordWriter:
         flatten: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
         title: str | None = None,
     ):
-        if fmt not in OUTPUT_FORMATS:
+        if fmt not in WRITERS:
             raise ValueError(f"unknown output format {fmt}")
         self.fmt = fmt
         self.columns = list(columns)
@@ -239,38 +278,98 @@ class RecordWriter:
         self.flatten = flatten or (lambda r: r)
         self.title = title
         self.count = 0
-        self._rows: list[dict[str, Any]] = []
-        self._csv: csv.DictWriter | None = None
+        self._format = WRITERS[fmt](self)
 
     def __enter__(self) -> "RecordWriter":
-        if self.fmt == "json":
-            self.stream.write("[")
-        elif self.fmt == "csv":
-            self._csv = csv.DictWriter(self.stream, fieldnames=self.columns, extrasaction="ignore", lineterminator="\n")
-            self._csv.writeheader()
+        self._format.begin()
         return self
 
     def write(self, record: dict[str, Any]) -> None:
-        if self.fmt == "json":
-            self.stream.write(("," if self.count else "") + "\n" + dumps(record))
-        elif self.fmt == "jsonl":
-            self.stream.write(dumps(record) + "\n")
-        elif self.fmt == "csv":
-            assert self._csv is not None
-            row = {k: _csv_value(v) for k, v in self.flatten(record).items()}
-            self._csv.writerow(row)
-        else:
-            self._rows.append(self.flatten(record))
+        self._format.write(record)
         self.count += 1
-        if self.fmt != "table":
+        if self._format.streamed:
             self.stream.flush()
 
     def __exit__(self, *exc: Any) -> None:
-        if self.fmt == "json":
-            self.stream.write("\n]\n" if self.count else "]\n")
-        elif self.fmt == "table":
-            self._print_table()
+        self._format.end()
         self.stream.flush()
+
+
+class _Format:
+    """One output format: what goes before the records, each record, what goes after."""
+
+    streamed = True  # flushed record by record (the table is drawn at the end)
+
+    def __init__(self, writer: RecordWriter):
+        self.w = writer
+
+    def begin(self) -> None:
+        pass
+
+    def write(self, record: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def end(self) -> None:
+        pass
+
+
+class _JsonFormat(_Format):
+    """A JSON array, one record a line."""
+
+    def begin(self) -> None:
+        self.w.stream.write("[")
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.w.stream.write(("," if self.w.count else "") + "\n" + dumps(record))
+
+    def end(self) -> None:
+        self.w.stream.write("\n]\n" if self.w.count else "]\n")
+
+
+class _JsonlFormat(_Format):
+    """JSON Lines: one record a line."""
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.w.stream.write(dumps(record) + "\n")
+
+
+class _CsvFormat(_Format):
+    """CSV with a header of the writer's columns; records flattened."""
+
+    def begin(self) -> None:
+        self._csv = csv.DictWriter(self.w.stream, fieldnames=self.w.columns, extrasaction="ignore", lineterminator="\n")
+        self._csv.writeheader()
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._csv.writerow({k: _csv_value(v) for k, v in self.w.flatten(record).items()})
+
+
+class _TableFormat(_Format):
+    """A Rich table on a terminal, drawn once every record is in."""
+
+    streamed = False
+
+    def __init__(self, writer: RecordWriter):
+        super().__init__(writer)
+        self._rows: list[dict[str, Any]] = []
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._rows.append(self.w.flatten(record))
+
+    def end(self) -> None:
+        self._print_table()
+
+    @property
+    def columns(self) -> list[str]:
+        return self.w.columns
+
+    @property
+    def stream(self) -> TextIO:
+        return self.w.stream
+
+    @property
+    def title(self) -> str | None:
+        return self.w.title
 
     def _print_table(self) -> None:
         from rich.console import Console
@@ -315,11 +414,21 @@ class RecordWriter:
         console.print(table)
 
 
+# The output formats: adding one is a class above and a line here (and --format's choices follow).
+WRITERS: dict[str, type[_Format]] = {
+    "table": _TableFormat,
+    "json": _JsonFormat,
+    "jsonl": _JsonlFormat,
+    "csv": _CsvFormat,
+}
+OUTPUT_FORMATS = tuple(WRITERS)
+
+
 # Columns a terminal table leaves out, in this order, while the folding ones (the file,
 # the error) would get fewer than TABLE_MIN_FOLDED_WIDTH characters each.
 TABLE_DETAIL_COLUMNS = (
     "box", "det_prob", "x1", "y1", "x2", "y2", "seconds", "frames_with_face", "frames_sampled", "aggregate",
-    "target_prob", "mode", "blank", "heatmap", "sheet", "tracks", "faces", "timestamp", "method",
+    "target_prob", "mode", "blank", "heatmap", "sheet", "tracks", "face_count", "timestamp", "method",
 )
 TABLE_MIN_FOLDED_WIDTH = 24
 

@@ -32,7 +32,7 @@ import threading
 import time
 from pathlib import Path
 
-from deepfake_cli.images import is_video_path
+from deepfake_cli.media.images import is_video_path
 from deepfake_cli.serve.local import LocalServer, require_loopback, wait_ready
 
 

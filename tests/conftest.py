@@ -64,7 +64,7 @@ def make_checkpoint(path: Path, arch: str = "sepcnn", num_classes: int = 2, thre
     """A real (untrained, seeded) checkpoint of ``arch`` in dfdetect's format."""
     import torch
 
-    from deepfake_cli.checkpoint import build_checkpoint, save_checkpoint
+    from deepfake_cli.models.checkpoint import build_checkpoint, save_checkpoint
     from deepfake_cli.labels import default_labels
     from deepfake_cli.models import create_model, get_model_spec
 

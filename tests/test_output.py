@@ -38,6 +38,18 @@ def test_choose_format_flag_then_extension_then_terminal():
         choose_format(json_=True, csv_=True)
 
 
+def test_one_format_option_with_the_old_flags_as_aliases():
+    from deepfake_cli.output import OUTPUT_FORMATS, WRITERS
+
+    assert OUTPUT_FORMATS == tuple(WRITERS) == ("table", "json", "jsonl", "csv")
+    assert choose_format(fmt="csv", out="x.json") == "csv" and choose_format(fmt="table") == "table"
+    assert choose_format(json_=True, fmt="json") == "json"  # the alias agrees
+    with pytest.raises(UsageError, match="--format csv and --json"):
+        choose_format(json_=True, fmt="csv")
+    with pytest.raises(UsageError, match="unknown output format 'xml'"):
+        choose_format(fmt="xml")
+
+
 @pytest.mark.parametrize("fmt", ["json", "jsonl", "csv"])
 def test_machine_formats_parse_back(fmt):
     stream = io.StringIO()
@@ -83,10 +95,10 @@ def test_table_fits_a_terminal_without_splitting_short_columns():
 
 
 def test_a_narrow_terminal_leaves_detail_columns_out_before_the_file_name_gets_unreadable(monkeypatch):
-    from deepfake_cli.predict import IMAGE_COLUMNS
+    from deepfake_cli.inference.predict import IMAGE_COLUMNS
 
     record = {"path": "/work/newsroom/incoming/2026-11-22/paul_rudd.jpg", "status": "ok", "verdict": "real",
-              "p_fake": 0.0485, "faces": 1, "box": [120.3, 88.1, 400.2, 500.9], "det_prob": 0.99998,
+              "p_fake": 0.0485, "face_count": 1, "box": [120.3, 88.1, 400.2, 500.9], "det_prob": 0.99998,
               "error": "x.jpg: not a recognised image format"}
 
     def table(width: int) -> str:
@@ -104,7 +116,7 @@ def test_a_narrow_terminal_leaves_detail_columns_out_before_the_file_name_gets_u
     assert "box" in wide and "det_prob" in wide and record["path"] in wide
     # Long output paths (gradcam's heatmap/overlay/sheet files) fold too, instead of taking
     # every character from the input's name, even on a wide terminal.
-    from deepfake_cli.gradcam import GRADCAM_COLUMNS
+    from deepfake_cli.inference.gradcam import GRADCAM_COLUMNS
 
     monkeypatch.setenv("COLUMNS", "120")
     stream = io.StringIO()
@@ -210,3 +222,20 @@ def test_a_full_disk_while_writing_out_names_the_file(tmp_path, text):
     assert info.value.filename == str(target) and info.value.errno == errno.ENOSPC
     finish_output(stream, False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_path_replaces_the_target_whole_or_leaves_it_as_it_was(tmp_path):
+    from deepfake_cli.output import atomic_path, atomic_write_text
+
+    target = tmp_path / "sub" / "report.json"
+    atomic_write_text(target, "first\n")
+    assert target.read_text() == "first\n"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("stopped")
+    assert target.read_text() == "first\n" and sorted(p.name for p in target.parent.iterdir()) == ["report.json"]
+    with atomic_path(target, keep_suffix=True) as tmp:
+        assert tmp.suffix == ".json" and tmp.parent == target.parent
+        tmp.write_text("second\n")
+    assert target.read_text() == "second\n"

@@ -12,6 +12,32 @@ import typer
 from rich.console import Console
 
 from deepfake_cli import errors
+from deepfake_cli.config import DEFAULT_FACE_MARGIN, Config
+from deepfake_cli.output import OUTPUT_FORMATS
+
+_DEFAULTS = Config()
+
+
+def default_of(key: str) -> str:
+    """A built-in default as help text shows it: ``default_of("train.epochs")`` -> ``"10"``.
+
+    Help strings read their defaults from config.py (as cli/reference.py reads it for
+    docs/config.md) instead of restating them; ``"face.margin_default"`` is the margin used
+    when no model says otherwise.
+    """
+    if key == "face.margin_default":
+        value: Any = DEFAULT_FACE_MARGIN
+    else:
+        section, name = key.split(".")
+        value = getattr(getattr(_DEFAULTS, section), name)
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        if value and abs(value) < 1e-3:  # 1e-4, not 0.0001
+            mantissa, exponent = f"{value:.0e}".split("e")
+            return f"{mantissa}e{int(exponent)}"
+        return f"{value:g}"
+    return str(value)
 
 EXIT_OK = 0
 EXIT_FATAL = 1
@@ -133,13 +159,13 @@ def prepare_runtime(cfg) -> "Any":
 
 def load_classifier(cfg) -> "Any":
     """The model of ``model.name`` (or the default one) on the configured device, announced on stderr."""
-    from deepfake_cli.classifier import FaceClassifier
-    from deepfake_cli.model_store import resolve_model
+    from deepfake_cli.inference.classifier import FaceClassifier
+    from deepfake_cli.inference.verdict import apply_threshold
+    from deepfake_cli.models.store import resolve_model
 
     device = prepare_runtime(cfg)
     classifier = FaceClassifier.from_checkpoint(resolve_model(cfg.model.name), device=device)
-    if cfg.predict.threshold is not None:
-        classifier.threshold = cfg.predict.threshold
+    apply_threshold(classifier, cfg.predict.threshold)
     stderr.print(
         f"[dim]model {escape(classifier.name)} ({classifier.arch}), threshold {classifier.threshold:.3f}, "
         f"device {device}, face detection {'on' if cfg.face.detect else 'off'}[/]"
@@ -161,11 +187,16 @@ def batch_exit_code(summary: "Any", fail_on_fake: bool) -> int:
 ConfigOption = typer.Option(
     None, "--config", "-c", help="TOML or YAML config file (see 'dfdetect config show').", exists=False, dir_okay=False
 )
-DeviceOption = typer.Option(None, "--device", help="auto, cpu or cuda (default: auto).")
+DeviceOption = typer.Option(None, "--device", help=f"auto, cpu or cuda (default: {default_of('runtime.device')}).")
 ModelOption = typer.Option(None, "--model", "-m", help="Checkpoint path or shipped model name (default: the shipped default model).")
-JsonOption = typer.Option(False, "--json", help="Write a JSON array to stdout.")
-JsonlOption = typer.Option(False, "--jsonl", help="Write JSON Lines (one record per line) to stdout.")
-CsvOption = typer.Option(False, "--csv", help="Write CSV to stdout.")
+# One output-format option; --json/--jsonl/--csv stay as its aliases.
+FormatOption = typer.Option(
+    None, "--format", "-f",
+    help=f"Output format: {', '.join(OUTPUT_FORMATS)} (default: a table on a terminal, JSON Lines in a pipe).",
+)
+JsonOption = typer.Option(False, "--json", help="Write a JSON array (alias of --format json).")
+JsonlOption = typer.Option(False, "--jsonl", help="Write JSON Lines, one record per line (alias of --format jsonl).")
+CsvOption = typer.Option(False, "--csv", help="Write CSV (alias of --format csv).")
 
 # The face pipeline's options, shared by every command that finds faces in images.
 ThresholdOption = typer.Option(None, "--threshold", "-t", help="Decision threshold on p_fake (default: the model's calibrated one).")
@@ -175,6 +206,22 @@ MinFaceProbOption = typer.Option(None, "--min-face-prob", help="Minimum face det
 MinFaceSizeOption = typer.Option(None, "--min-face-size", help="Minimum face size in pixels.")
 LargestFaceOption = typer.Option(False, "--largest-face", help="Only the largest face of each image.")
 ThreadsOption = typer.Option(None, "--threads", help="CPU threads for inference.")
+
+# Ray (dfdetect[ray]): the same inputs split across actors of a cluster, results in input order.
+RayOption = typer.Option(False, "--ray", help="Run on a Ray cluster (needs dfdetect[ray]): inputs split across actors, each holding one loaded pipeline; output as a local run.")
+RayAddressOption = typer.Option(
+    None, "--ray-address", help="Ray cluster to use, implies --ray (default: RAY_ADDRESS or one started by 'ray start' here, else a local one; 'auto': a running one)."
+)
+RayActorsOption = typer.Option(None, "--ray-actors", help="Actors in the Ray pool (default: the cluster's CPUs / ray.cpus_per_actor).")
+
+
+def ray_overrides(ray: bool, ray_address: Optional[str], ray_actors: Optional[int]) -> dict[str, Any]:
+    """Config overrides (dotted keys) from the Ray options; an address alone means --ray."""
+    return {
+        "ray.enabled": True if (ray or ray_address is not None) else None,
+        "ray.address": ray_address,
+        "ray.actors": ray_actors,
+    }
 
 
 def face_overrides(

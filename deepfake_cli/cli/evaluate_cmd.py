@@ -70,9 +70,9 @@ def evaluate(
         )
         if not cfg.data.root:
             raise UsageError("no data to evaluate on: pass --data (a metadata.csv or an image folder)")
-        from deepfake_cli.evaluate import evaluate as run_evaluation, summary_line
-        from deepfake_cli.model_store import resolve_model
-        from deepfake_cli.rundir import next_run_dir
+        from deepfake_cli.training.evaluate import evaluate as run_evaluation, summary_line
+        from deepfake_cli.models.store import resolve_model
+        from deepfake_cli.training.rundir import next_run_dir
 
         torch_device = prepare_runtime(cfg)
         checkpoint = resolve_model(cfg.model.name)

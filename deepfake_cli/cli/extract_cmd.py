@@ -8,15 +8,20 @@ from typing import List, Optional
 import typer
 
 from deepfake_cli.cli.common import (
+    default_of,
     EXIT_FATAL,
     EXIT_OK,
     EXIT_PARTIAL,
     ConfigOption,
     DeviceOption,
+    RayActorsOption,
+    RayAddressOption,
+    RayOption,
     build_config,
     escape,
     handle_errors,
     prepare_runtime,
+    ray_overrides,
     stderr,
 )
 
@@ -30,29 +35,32 @@ EXTRACT_EXIT_HELP = (
 def extract(
     root: Optional[Path] = typer.Argument(None, help="Dataset folder (default: data.root from the config).", show_default=False),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (crops/, metadata.csv, dataset.json, errors.csv)."),
-    layout: Optional[str] = typer.Option(None, "--layout", help="auto, ffpp (official FF++ download), kaggle, dfdc or real-fake (default: auto)."),
+    layout: Optional[str] = typer.Option(None, "--layout", help=f"auto, ffpp (official FF++ download), kaggle, dfdc or real-fake (default: {default_of('data.layout')})."),
     methods: Optional[List[str]] = typer.Option(None, "--methods", help="Manipulation methods to keep, comma-separated or repeated (default: all)."),
     compression: Optional[str] = typer.Option(None, "--compression", help="FF++ compression level to read: raw, c23 or c40."),
-    every: Optional[int] = typer.Option(None, "--every", help="Keep every Nth frame (default 10)."),
+    every: Optional[int] = typer.Option(None, "--every", help=f"Keep every Nth frame (default {default_of('data.sample_every')})."),
     frames_per_video: Optional[int] = typer.Option(None, "--frames-per-video", help="Keep K evenly spaced frames per video instead of --every."),
     all_faces: bool = typer.Option(False, "--all-faces", help="Keep every face of a frame, not only the largest."),
-    size: Optional[int] = typer.Option(None, "--size", help="Resize crops to SIZE x SIZE pixels (default 224)."),
+    size: Optional[int] = typer.Option(None, "--size", help=f"Resize crops to SIZE x SIZE pixels (default {default_of('face.crop_size')})."),
     no_resize: bool = typer.Option(False, "--no-resize", help="Save crops at their original size."),
-    margin: Optional[float] = typer.Option(None, "--margin", help="Margin added around the face box, as a fraction of its size (default 0.3)."),
-    min_face_prob: Optional[float] = typer.Option(None, "--min-face-prob", help="Minimum face detection probability (default 0.95)."),
-    min_face_size: Optional[int] = typer.Option(None, "--min-face-size", help="Minimum face size in pixels (default 50)."),
-    detect_max_side: Optional[int] = typer.Option(None, "--detect-max-side", help="Search faces as if frames were shrunk to this longer side: caps the cost, boxes stay full-frame MTCNN's (default 640; 0: no cap)."),
-    jpeg_quality: Optional[int] = typer.Option(None, "--jpeg-quality", help="JPEG quality of the crops (default 95)."),
-    workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Videos processed in parallel, one process each (default 1)."),
+    margin: Optional[float] = typer.Option(None, "--margin", help=f"Margin added around the face box, as a fraction of its size (default {default_of('face.margin_default')})."),
+    min_face_prob: Optional[float] = typer.Option(None, "--min-face-prob", help=f"Minimum face detection probability (default {default_of('face.min_prob')})."),
+    min_face_size: Optional[int] = typer.Option(None, "--min-face-size", help=f"Minimum face size in pixels (default {default_of('face.min_size')})."),
+    detect_max_side: Optional[int] = typer.Option(None, "--detect-max-side", help=f"Search faces as if frames were shrunk to this longer side: caps the cost, boxes stay full-frame MTCNN's (default {default_of('data.detect_max_side')}; 0: no cap)."),
+    jpeg_quality: Optional[int] = typer.Option(None, "--jpeg-quality", help=f"JPEG quality of the crops (default {default_of('data.jpeg_quality')})."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", help=f"Videos processed in parallel, one process each (default {default_of('data.extract_workers')})."),
     splits_dir: Optional[Path] = typer.Option(None, "--splits-dir", help="Folder with FF++'s official train.json/val.json/test.json."),
-    val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="Share of identity groups for validation (default 0.15)."),
-    test_fraction: Optional[float] = typer.Option(None, "--test-fraction", help="Share of identity groups for test (default 0.15)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the identity split (default 0)."),
+    val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help=f"Share of identity groups for validation (default {default_of('data.val_fraction')})."),
+    test_fraction: Optional[float] = typer.Option(None, "--test-fraction", help=f"Share of identity groups for test (default {default_of('data.test_fraction')})."),
+    seed: Optional[int] = typer.Option(None, "--seed", help=f"Seed of the identity split (default {default_of('data.split_seed')})."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete crops and manifests of an earlier extraction in --out first."),
     json_: bool = typer.Option(False, "--json", help="Write the run summary (and dataset counts) as JSON to stdout."),
     config: Optional[Path] = ConfigOption,
     device: Optional[str] = DeviceOption,
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for detection (with --workers 1)."),
+    ray: bool = RayOption,
+    ray_address: Optional[str] = RayAddressOption,
+    ray_actors: Optional[int] = RayActorsOption,
 ) -> None:
     """Turn a dataset of videos into face crops, split train/val/test by identity.
 
@@ -91,6 +99,7 @@ def extract(
                 "face.crop_size": size,
                 "runtime.device": device,
                 "runtime.num_threads": threads,
+                **ray_overrides(ray, ray_address, ray_actors),
             },
         )
         if every is not None:
@@ -102,12 +111,12 @@ def extract(
 
 
 def run(cfg, out: Path, overwrite: bool, json_: bool) -> int:
-    from deepfake_cli.extract import run_extract
+    from deepfake_cli.data.extract import run_extract
     from deepfake_cli.output import dumps
 
     device = prepare_runtime(cfg)
-    with _RichProgress() as progress:
-        summary = run_extract(cfg, out, device=str(device), overwrite=overwrite, progress=progress)
+    with _ray_videos(cfg) as videos, _RichProgress() as progress:
+        summary = run_extract(cfg, out, device=str(device), overwrite=overwrite, progress=progress, videos_runner=videos)
     table = dataset_table(summary.dataset)
     if json_:
         typer.echo(dumps(summary.to_dict(), indent=2))
@@ -133,12 +142,23 @@ def run(cfg, out: Path, overwrite: bool, json_: bool) -> int:
     return EXIT_PARTIAL if summary.errors else EXIT_OK
 
 
+def _ray_videos(cfg):
+    """With --ray, the videos go to Ray actors (dfdetect[ray]); else ``None``: the local workers."""
+    import contextlib
+
+    if not cfg.ray.enabled:
+        return contextlib.nullcontext()
+    from deepfake_cli.cluster.ray_pool import ExtractRunner
+
+    return ExtractRunner(cfg, note=lambda text: stderr.print(f"[dim]{escape(text)}[/]"))
+
+
 def dataset_table(dataset: dict):
     """The report's Table 1: crops (videos) per method and class in each split."""
     from rich.table import Table
 
-    from deepfake_cli.extract import method_order
-    from deepfake_cli.splits import SPLITS
+    from deepfake_cli.data.extract import method_order
+    from deepfake_cli.data.splits import SPLITS
 
     crops, videos = dataset["crops"]["by_split"], dataset["videos"]["by_split"]
     table = Table(title="dfdetect extract: crops (videos) per split")

@@ -8,13 +8,16 @@ from typing import List, Optional
 
 import typer
 
+from deepfake_cli.config import CAM_METHOD_NAMES
 from deepfake_cli.cli.common import (
+    default_of,
     EXIT_CODES_HELP_NO_VERDICT,
     EXIT_FATAL,
     EXIT_OK,
     EXIT_PARTIAL,
     ConfigOption,
     CsvOption,
+    FormatOption,
     DeviceOption,
     JsonlOption,
     JsonOption,
@@ -42,14 +45,15 @@ def gradcam(
         ..., help="Images, folders (recursive), globs, .txt lists of paths, or '-' to read paths from stdin."
     ),
     model: Optional[str] = ModelOption,
-    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for heatmaps, overlays, sheets and gradcam.csv (default: runs/gradcam)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help=f"Folder for heatmaps, overlays, sheets and gradcam.csv (default: {default_of('gradcam.out_dir')})."),
     target: Optional[str] = typer.Option(
         None, "--target", help="What to explain: predicted, real, fake, a class name or index, or all (predicted + forced REAL + forced FAKE on one sheet)."
     ),
-    method: Optional[str] = typer.Option(None, "--method", help="gradcam (default) or gradcam++."),
+    method: Optional[str] = typer.Option(None, "--method", help=f"{' or '.join(CAM_METHOD_NAMES)} (default {default_of('gradcam.method')})."),
     layer: Optional[str] = typer.Option(None, "--layer", help="Layer to explain, e.g. layer4.1 (default: the one the architecture declares)."),
-    alpha: Optional[float] = typer.Option(None, "--alpha", help="Heatmap opacity in overlays, 0-1 (default 0.5)."),
+    alpha: Optional[float] = typer.Option(None, "--alpha", help=f"Heatmap opacity in overlays, 0-1 (default {default_of('gradcam.alpha')})."),
     config: Optional[Path] = ConfigOption,
+    format_: Optional[str] = FormatOption,
     json_: bool = JsonOption,
     jsonl: bool = JsonlOption,
     csv_: bool = CsvOption,
@@ -69,7 +73,7 @@ def gradcam(
     PNG and a sheet PNG (face | heatmap | overlay, verdict and confidence in the
     title; --target all gives the three-mode comparison). gradcam.csv in --out
     and the stdout records (table on a terminal, JSON Lines in a pipe, or
-    --json/--jsonl/--csv) list the files with p_fake and the mode. A file that
+    --format json|jsonl|csv) list the files with p_fake and the mode. A file that
     cannot be read becomes an 'error' record and the batch goes on.
     """
     from deepfake_cli.output import choose_format
@@ -91,22 +95,22 @@ def gradcam(
                 "model.name": model,
             },
         )
-        fmt = choose_format(json_, jsonl, csv_)
+        fmt = choose_format(json_, jsonl, csv_, fmt=format_)
         code = run_gradcam(cfg, sources, fmt)
     raise typer.Exit(code)
 
 
 def run_gradcam(cfg, sources: list[str], fmt: str) -> int:
-    from deepfake_cli.classifier import FaceClassifier
+    from deepfake_cli.inference.classifier import FaceClassifier
     from deepfake_cli.config import save_resolved_config
     from deepfake_cli.errors import NoInputsError
-    from deepfake_cli.gradcam import GRADCAM_COLUMNS, INDEX_NAME, default_layer, explain_images, find_layer, parse_targets
-    from deepfake_cli.images import IMAGE_EXTENSIONS
-    from deepfake_cli.model_store import resolve_model
+    from deepfake_cli.inference.gradcam import GRADCAM_COLUMNS, INDEX_NAME, default_layer, explain_images, find_layer, parse_targets
+    from deepfake_cli.media.images import IMAGE_EXTENSIONS
+    from deepfake_cli.models.store import resolve_model
     from deepfake_cli.output import RecordWriter, ensure_output_dir
-    from deepfake_cli.pipeline import FacePipeline
-    from deepfake_cli.predict import STATUS_ERROR, STATUS_NO_FACE
-    from deepfake_cli.sources import expand_sources
+    from deepfake_cli.inference.pipeline import FacePipeline
+    from deepfake_cli.inference.predict import STATUS_ERROR, STATUS_NO_FACE
+    from deepfake_cli.media.sources import expand_sources
 
     gc = cfg.gradcam
     device = prepare_runtime(cfg)

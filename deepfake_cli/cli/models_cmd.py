@@ -23,7 +23,7 @@ def list_cmd(
     json_: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """Registered architectures (params, input size, pretrained source) and shipped/trained models."""
-    from deepfake_cli.model_catalog import architectures, trained_models
+    from deepfake_cli.models.catalog import architectures, trained_models
     from deepfake_cli.output import dumps
 
     with handle_errors():
@@ -61,7 +61,7 @@ def info_cmd(
     json_: bool = typer.Option(False, "--json", help="Print the checkpoint's description as JSON instead of the model card."),
 ) -> None:
     """Print a model's card (data, recipe, metrics, limitations), or its checkpoint description."""
-    from deepfake_cli.model_catalog import model_info
+    from deepfake_cli.models.catalog import model_info
     from deepfake_cli.output import dumps
 
     with handle_errors():
@@ -85,7 +85,7 @@ ImportJsonOption = typer.Option(False, "--json", help="Print the imported checkp
 
 def _import_destination(source: Path, out: Optional[Path], name: Optional[str], force: bool) -> Path:
     from deepfake_cli.errors import UsageError
-    from deepfake_cli.model_store import user_models_dir
+    from deepfake_cli.models.store import user_models_dir
 
     if out is not None and name is not None:
         raise UsageError("give --out or --name, not both")
@@ -98,8 +98,8 @@ def _import_destination(source: Path, out: Optional[Path], name: Optional[str], 
 
 
 def _write_import(checkpoint: dict[str, Any], destination: Path, json_: bool) -> None:
-    from deepfake_cli.checkpoint import save_checkpoint
-    from deepfake_cli.model_store import user_models_dir
+    from deepfake_cli.models.checkpoint import save_checkpoint
+    from deepfake_cli.models.store import user_models_dir
     from deepfake_cli.output import dumps
 
     path = save_checkpoint(checkpoint, destination)
@@ -142,7 +142,7 @@ def import_mesonet_cmd(
     and cropped with margin 0.3, square.
     """
     with handle_errors():
-        from deepfake_cli.import_keras import import_mesonet
+        from deepfake_cli.models.import_keras import import_mesonet
 
         destination = _import_destination(path, out, name, force)
         _write_import(import_mesonet(path, arch), destination, json_)
@@ -157,7 +157,7 @@ def _seed_command(source: str, arch: str):
         json_: bool = ImportJsonOption,
     ) -> None:
         with handle_errors():
-            from deepfake_cli.import_seed import import_seed
+            from deepfake_cli.models.import_seed import import_seed
 
             destination = _import_destination(path, out, name, force)
             _write_import(import_seed(path, source), destination, json_)
@@ -199,8 +199,8 @@ def export_cmd(
     preprocessing and threshold are stored in the file's metadata.
     """
     with handle_errors():
-        from deepfake_cli.export import export_checkpoint
-        from deepfake_cli.model_store import resolve_model
+        from deepfake_cli.inference.export import export_checkpoint
+        from deepfake_cli.models.store import resolve_model
         from deepfake_cli.output import dumps
 
         source = resolve_model(checkpoint)
@@ -228,8 +228,8 @@ def _verification_crops(sources: List[str]) -> list:
     from itertools import islice
 
     from deepfake_cli.errors import NoInputsError
-    from deepfake_cli.images import IMAGE_EXTENSIONS, load_image
-    from deepfake_cli.sources import expand_sources
+    from deepfake_cli.media.images import IMAGE_EXTENSIONS, load_image
+    from deepfake_cli.media.sources import expand_sources
 
     paths = list(islice(expand_sources(sources, IMAGE_EXTENSIONS), VERIFY_MAX_IMAGES))
     if not paths:

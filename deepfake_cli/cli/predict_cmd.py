@@ -14,6 +14,7 @@ from deepfake_cli.cli.common import (
     EXIT_CODES_HELP,
     ConfigOption,
     CsvOption,
+    FormatOption,
     DeviceOption,
     JsonlOption,
     JsonOption,
@@ -23,6 +24,9 @@ from deepfake_cli.cli.common import (
     MinFaceSizeOption,
     ModelOption,
     NoDetectOption,
+    RayActorsOption,
+    RayAddressOption,
+    RayOption,
     ThreadsOption,
     ThresholdOption,
     batch_exit_code,
@@ -33,6 +37,7 @@ from deepfake_cli.cli.common import (
     load_classifier,
     note_no_match,
     note_source,
+    ray_overrides,
     stderr,
 )
 
@@ -43,10 +48,11 @@ def predict(
     ),
     model: Optional[str] = ModelOption,
     config: Optional[Path] = ConfigOption,
+    format_: Optional[str] = FormatOption,
     json_: bool = JsonOption,
     jsonl: bool = JsonlOption,
     csv_: bool = CsvOption,
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write results to this file instead of stdout ('-': stdout; format from --json/--jsonl/--csv, else the extension)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write results to this file instead of stdout ('-': stdout; format from --format, else the extension)."),
     threshold: Optional[float] = ThresholdOption,
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Faces per inference batch."),
     device: Optional[str] = DeviceOption,
@@ -57,10 +63,13 @@ def predict(
     largest_face: bool = LargestFaceOption,
     fail_on_fake: bool = typer.Option(False, "--fail-on-fake", help="Exit with code 3 when any input is judged fake."),
     threads: Optional[int] = ThreadsOption,
+    ray: bool = RayOption,
+    ray_address: Optional[str] = RayAddressOption,
+    ray_actors: Optional[int] = RayActorsOption,
 ) -> None:
     """Score faces in images (and videos): one record per file, verdict = its most suspicious face.
 
-    Output is a table on a terminal and JSON Lines in a pipe, or --json/--jsonl/--csv.
+    Output is a table on a terminal and JSON Lines in a pipe, or --format json|jsonl|csv.
     A file that cannot be read becomes an 'error' record and the batch goes on; an
     image without a face gets status 'no_face'. A video is scanned as by 'dfdetect
     video' (video.* config) and its record carries the video-level verdict.
@@ -77,9 +86,10 @@ def predict(
                 "predict.batch_size": batch_size,
                 **face_overrides(no_detect, margin, min_face_prob, min_face_size, largest_face),
                 "model.name": model,
+                **ray_overrides(ray, ray_address, ray_actors),
             },
         )
-        fmt = choose_format(json_, jsonl, csv_, out=None if out is None else str(out))
+        fmt = choose_format(json_, jsonl, csv_, out=None if out is None else str(out), fmt=format_)
         named = None if out is None else format_from_extension(out)
         if named is not None and named != fmt:
             stderr.print(f"[yellow]note:[/] writing {fmt.upper()} into {escape(str(out))} (--{fmt} wins over the file's extension)")
@@ -90,7 +100,7 @@ def predict(
 def run_predict(cfg, sources: list[str], fmt: str, out: Optional[Path], fail_on_fake: bool) -> int:
     from deepfake_cli.errors import NoInputsError
     from deepfake_cli.output import RecordWriter, check_not_an_input, finish_output, open_output_file
-    from deepfake_cli.sources import expand_sources
+    from deepfake_cli.media.sources import expand_sources
 
     to_file = out is not None and str(out) != "-"
     # Only a file there already can be one of the inputs (the report appears at the end).
@@ -98,6 +108,7 @@ def run_predict(cfg, sources: list[str], fmt: str, out: Optional[Path], fail_on_
     # A bad --out fails before the model is loaded; '-' is stdout, as in 'dfdetect video'.
     stream = open_output_file(out) if to_file else sys.stdout
     complete = False
+    records = None
 
     def checked(paths):
         for path in paths:
@@ -114,22 +125,30 @@ def run_predict(cfg, sources: list[str], fmt: str, out: Optional[Path], fail_on_
         paths = itertools.chain([first], found)
         # torch and the models (about 2.5 s) only once there is something to score.
         from deepfake_cli.cli.video_cmd import scan_progress
-        from deepfake_cli.pipeline import FacePipeline
-        from deepfake_cli.predict import IMAGE_COLUMNS, PredictSummary, flat_image_row
-        from deepfake_cli.video import predict_paths
+        from deepfake_cli.inference.pipeline import FacePipeline
+        from deepfake_cli.inference.predict import IMAGE_COLUMNS, PredictSummary, flat_image_row
+        from deepfake_cli.inference.video import predict_paths
 
-        classifier = load_classifier(cfg)
-        pipeline = FacePipeline.from_config(classifier, cfg)
+        if cfg.ray.enabled:  # the same records, computed by Ray actors (dfdetect[ray])
+            from deepfake_cli.cluster.ray_pool import predict_records
+
+            records = predict_records(paths, cfg, note=lambda text: stderr.print(f"[dim]{escape(text)}[/]"))
+        else:
+            classifier = load_classifier(cfg)
+            pipeline = FacePipeline.from_config(classifier, cfg)
+            records = predict_paths(paths, pipeline, cfg, video_progress=scan_progress)
         summary = PredictSummary()
         with RecordWriter(fmt, IMAGE_COLUMNS, stream, flatten=flat_image_row, title="dfdetect predict") as writer:
             # Videos are scanned like 'dfdetect video' and give one record each.
-            for record in predict_paths(paths, pipeline, cfg, video_progress=scan_progress):
+            for record in records:
                 writer.write(record)
                 summary.add(record)
                 if record["status"] == "error":
                     stderr.print(f"[yellow]skipped:[/] {escape(record['error'])}")
         complete = True
     finally:
+        if records is not None:
+            records.close()  # stops the work in flight (Ray: its actors, and a cluster it started)
         if to_file:
             # Stopped part-way (Ctrl-C, SIGTERM, an error): --out keeps what it held before.
             finish_output(stream, complete)

@@ -11,6 +11,7 @@ from typing import Optional
 import typer
 
 from deepfake_cli.cli.common import (
+    default_of,
     ConfigOption,
     DeviceOption,
     ModelOption,
@@ -25,19 +26,19 @@ from deepfake_cli.cli.common import (
 def serve(
     model: Optional[str] = ModelOption,
     config: Optional[Path] = ConfigOption,
-    host: Optional[str] = typer.Option(None, "--host", help="Address to listen on (default 127.0.0.1: this machine only)."),
-    port: Optional[int] = typer.Option(None, "--port", "-p", help="TCP port (default 8000)."),
-    workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Worker processes, each with its own copy of the model (default 1)."),
-    max_upload_mb: Optional[float] = typer.Option(None, "--max-upload-mb", help="Largest upload accepted, in MB; bigger ones get 413 (default 50)."),
-    cors: Optional[bool] = typer.Option(None, "--cors/--no-cors", help="Allow cross-origin browser requests from any site (default off)."),
+    host: Optional[str] = typer.Option(None, "--host", help=f"Address to listen on (default {default_of('serve.host')}: this machine only)."),
+    port: Optional[int] = typer.Option(None, "--port", "-p", help=f"TCP port (default {default_of('serve.port')})."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", help=f"Worker processes, each with its own copy of the model (default {default_of('serve.workers')})."),
+    max_upload_mb: Optional[float] = typer.Option(None, "--max-upload-mb", help=f"Largest upload accepted, in MB; bigger ones get 413 (default {default_of('serve.max_upload_mb')})."),
+    cors: Optional[bool] = typer.Option(None, "--cors/--no-cors", help=f"Allow cross-origin browser requests from any site (default {default_of('serve.cors')})."),
     threshold: Optional[float] = typer.Option(None, "--threshold", "-t", help="Decision threshold on p_fake (default: the model's calibrated one)."),
     no_detect: bool = typer.Option(False, "--no-detect", "--whole-image", help="Uploads are already face crops: skip face detection."),
     device: Optional[str] = DeviceOption,
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for inference per worker."),
     log_level: Optional[str] = typer.Option(None, "--log-level", help="debug, info, warning or error."),
-    timeout_keep_alive: Optional[float] = typer.Option(None, "--timeout-keep-alive", help="Seconds an idle connection (new, or between requests) stays open (default 5)."),
-    limit_concurrency: Optional[int] = typer.Option(None, "--limit-concurrency", help="Connections and requests at once; beyond it requests get 503 (default 100; 0: no limit)."),
-    backlog: Optional[int] = typer.Option(None, "--backlog", help="Connections the system queues for the server to accept (default 128)."),
+    timeout_keep_alive: Optional[float] = typer.Option(None, "--timeout-keep-alive", help=f"Seconds an idle connection (new, or between requests) stays open (default {default_of('serve.timeout_keep_alive')})."),
+    limit_concurrency: Optional[int] = typer.Option(None, "--limit-concurrency", help=f"Connections and requests at once; beyond it requests get 503 (default {default_of('serve.limit_concurrency')}; 0: no limit)."),
+    backlog: Optional[int] = typer.Option(None, "--backlog", help=f"Connections the system queues for the server to accept (default {default_of('serve.backlog')})."),
 ) -> None:
     """Serve the detector over HTTP: a web page at /, the API at /predict, /predict/video,
     /gradcam, /models and /health, and its documentation at /docs and /redoc.
@@ -126,8 +127,8 @@ def run_server(cfg) -> None:
             raise OptionalDependencyError(f"dfdetect serve needs {package}: pip install 'dfdetect[serve]'")
     import uvicorn
 
-    from deepfake_cli.checkpoint import load_checkpoint
-    from deepfake_cli.model_store import resolve_model
+    from deepfake_cli.models.checkpoint import load_checkpoint
+    from deepfake_cli.models.store import resolve_model
     from deepfake_cli.serve.app import WORKER_CHECKPOINT_ENV, WORKER_CONFIG_ENV, create_app
     from deepfake_cli.serve.service import make_upload_dir
 

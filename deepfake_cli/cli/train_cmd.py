@@ -8,7 +8,7 @@ from typing import Any, Mapping, Optional
 
 import typer
 
-from deepfake_cli.cli.common import ConfigOption, DeviceOption, build_config, handle_errors, progress_task, stderr
+from deepfake_cli.cli.common import ConfigOption, DeviceOption, build_config, default_of, handle_errors, progress_task, stderr
 
 TRAIN_EPILOG = (
     "Multi-GPU / multi-node: torchrun --nproc_per_node N -m deepfake_cli train ... "
@@ -22,20 +22,20 @@ def train(
     dataset_weights: Optional[str] = typer.Option(None, "--dataset-weights", help="Comma-separated share of each --data in an epoch's draws (default: by size)."),
     arch: Optional[str] = typer.Option(None, "--arch", "-a", help="Architecture (see 'dfdetect models list'); default resnet18."),
     task: Optional[str] = typer.Option(None, "--task", help="binary (real vs fake) or multiclass (original + each method)."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="Epochs (default 10)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Batch size per process (default 64)."),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate (default 1e-4)."),
-    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="Weight decay (default 1e-5; none on biases and norms)."),
-    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="adam, adamw or sgd (default adam)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help=f"Epochs (default {default_of('train.epochs')})."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help=f"Batch size per process (default {default_of('train.batch_size')})."),
+    lr: Optional[float] = typer.Option(None, "--lr", help=f"Learning rate (default {default_of('train.lr')})."),
+    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help=f"Weight decay (default {default_of('train.weight_decay')}; none on biases and norms)."),
+    optimizer: Optional[str] = typer.Option(None, "--optimizer", help=f"adam, adamw or sgd (default {default_of('train.optimizer')})."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="none, cosine (per step) or plateau (on the validation metric)."),
     warmup_epochs: Optional[float] = typer.Option(None, "--warmup-epochs", help="Linear learning-rate warm-up, in epochs."),
-    label_smoothing: Optional[float] = typer.Option(None, "--label-smoothing", help="Label smoothing of the cross-entropy (default 0)."),
-    class_weights: Optional[bool] = typer.Option(None, "--class-weights/--no-class-weights", help="Weight classes by N / (K * N_c) (default on)."),
+    label_smoothing: Optional[float] = typer.Option(None, "--label-smoothing", help=f"Label smoothing of the cross-entropy (default {default_of('train.label_smoothing')})."),
+    class_weights: Optional[bool] = typer.Option(None, "--class-weights/--no-class-weights", help=f"Weight classes by N / (K * N_c) (default {default_of('train.class_weighted')})."),
     select_metric: Optional[str] = typer.Option(None, "--select-metric", help="Validation metric that picks best.pt: auc, auc_mean (mean of the datasets' AUCs), accuracy or loss."),
     threshold_method: Optional[str] = typer.Option(None, "--threshold-method", help="best.pt's threshold on the validation split: eer, youden or fixed (0.5)."),
     freeze_epochs: Optional[int] = typer.Option(None, "--freeze-epochs", help="Train only the head for this many epochs first."),
     unfreeze_fraction: Optional[float] = typer.Option(None, "--unfreeze-fraction", help="Top fraction of the backbone trained after the frozen epochs."),
-    finetune_lr_factor: Optional[float] = typer.Option(None, "--finetune-lr-factor", help="Backbone lr = lr x this when fine-tuning in two phases (default 0.1)."),
+    finetune_lr_factor: Optional[float] = typer.Option(None, "--finetune-lr-factor", help=f"Backbone lr = lr x this when fine-tuning in two phases (default {default_of('train.finetune_lr_factor')})."),
     pretrained: Optional[bool] = typer.Option(None, "--pretrained/--no-pretrained", help="Start from ImageNet weights (torchvision; offline from TORCH_HOME)."),
     init: Optional[str] = typer.Option(None, "--init", help="Start from this checkpoint's weights (path or model name, e.g. from 'dfdetect models import'): fine-tuning."),
     augment: Optional[str] = typer.Option(None, "--augment", help="none, basic (the report's recipe) or strong (for training from scratch)."),
@@ -50,14 +50,14 @@ def train(
     square: Optional[bool] = typer.Option(None, "--square/--no-square", help="Whether image-folder crops are square boxes."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of weights, order and augmentation."),
     device: Optional[str] = DeviceOption,
-    workers: Optional[int] = typer.Option(None, "--workers", "-w", help="DataLoader worker processes (default 2)."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", help=f"DataLoader worker processes (default {default_of('train.workers')})."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for computation."),
-    amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="Mixed precision on CUDA (default on)."),
+    amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help=f"Mixed precision on CUDA (default {default_of('train.amp')})."),
     cpu_amp: Optional[bool] = typer.Option(None, "--cpu-amp/--no-cpu-amp", help="bf16 autocast on CPU: ~3x faster for resnet18/cnn_small on AMX CPUs, slower for sepcnn."),
-    channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last", help="channels_last memory format (default on)."),
+    channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last", help=f"channels_last memory format (default {default_of('train.channels_last')})."),
     max_steps_per_epoch: Optional[int] = typer.Option(None, "--max-steps-per-epoch", help="Cut epochs short (quick runs)."),
     name: Optional[str] = typer.Option(None, "--name", "-n", help="Run name under --project (default exp, then exp2, ...)."),
-    project: Optional[str] = typer.Option(None, "--project", help="Folder of runs (default runs/train)."),
+    project: Optional[str] = typer.Option(None, "--project", help=f"Folder of runs (default {default_of('train.out_dir')})."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue a run from its last.pt (same configuration; --epochs may grow)."),
     config: Optional[Path] = ConfigOption,
     json_: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
@@ -109,7 +109,7 @@ def train(
         "runtime.num_threads": threads,
     }
     from deepfake_cli.output import dumps
-    from deepfake_cli.train import config_for_resume, train as run_training
+    from deepfake_cli.training.train import config_for_resume, train as run_training
 
     main = int(os.environ.get("RANK", "0")) == 0
     with handle_errors():

@@ -10,9 +10,11 @@ from typing import Any, Callable, Iterator, List, Optional
 import typer
 
 from deepfake_cli.cli.common import (
+    default_of,
     EXIT_CODES_HELP,
     ConfigOption,
     DeviceOption,
+    FormatOption,
     JsonlOption,
     JsonOption,
     LargestFaceOption,
@@ -21,6 +23,9 @@ from deepfake_cli.cli.common import (
     MinFaceSizeOption,
     ModelOption,
     NoDetectOption,
+    RayActorsOption,
+    RayAddressOption,
+    RayOption,
     ThreadsOption,
     ThresholdOption,
     batch_exit_code,
@@ -31,6 +36,7 @@ from deepfake_cli.cli.common import (
     load_classifier,
     note_no_match,
     note_source,
+    ray_overrides,
     stderr,
 )
 
@@ -46,9 +52,10 @@ def video(
     annotate: Optional[Path] = typer.Option(
         None, "--annotate", "-a", help="Annotated copy of the video (.mp4, .avi, .mov, .mkv), or a folder for several videos."
     ),
+    format_: Optional[str] = FormatOption,
     json_: bool = JsonOption,
     jsonl: bool = JsonlOption,
-    every: Optional[int] = typer.Option(None, "--every", "-n", help="Score every Nth frame (default 10)."),
+    every: Optional[int] = typer.Option(None, "--every", "-n", help=f"Score every Nth frame (default {default_of('video.every')})."),
     fps: Optional[float] = typer.Option(None, "--fps", help="Score F frames per second instead of --every."),
     frames: Optional[int] = typer.Option(None, "--frames", help="Score K evenly spaced frames instead of --every."),
     start: Optional[float] = typer.Option(None, "--start", help="Start at this time (seconds)."),
@@ -59,10 +66,10 @@ def video(
     threshold: Optional[float] = ThresholdOption,
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Faces per classification batch."),
     detect_max_side: Optional[int] = typer.Option(
-        None, "--detect-max-side", help="Search faces as if frames were shrunk to this longer side: caps the cost, boxes stay full-frame MTCNN's (default 960)."
+        None, "--detect-max-side", help=f"Search faces as if frames were shrunk to this longer side: caps the cost, boxes stay full-frame MTCNN's (default {default_of('video.detect_max_side')})."
     ),
     redetect: Optional[float] = typer.Option(
-        None, "--redetect", help="Seconds between whole-frame face searches; frames in between are searched around tracked faces and where the frame changed (default 4; 0: every sampled frame whole)."
+        None, "--redetect", help=f"Seconds between whole-frame face searches; frames in between are searched around tracked faces and where the frame changed (default {default_of('video.redetect_every')}; 0: every sampled frame whole)."
     ),
     no_detect: bool = NoDetectOption,
     margin: Optional[float] = MarginOption,
@@ -73,6 +80,9 @@ def video(
     config: Optional[Path] = ConfigOption,
     device: Optional[str] = DeviceOption,
     threads: Optional[int] = ThreadsOption,
+    ray: bool = RayOption,
+    ray_address: Optional[str] = RayAddressOption,
+    ray_actors: Optional[int] = RayActorsOption,
 ) -> None:
     """Scan videos for deepfaked faces: a verdict per video, per-frame scores, an annotated copy.
 
@@ -83,7 +93,7 @@ def video(
     becomes an 'error' record and the others go on.
 
     The per-video summaries go to stdout (a table on a terminal, JSON Lines in a pipe,
-    or --json/--jsonl); with --out - the per-frame CSV takes stdout instead.
+    or --format json|jsonl|csv); with --out - the per-frame CSV takes stdout instead.
     """
     from deepfake_cli.errors import UsageError
 
@@ -92,10 +102,10 @@ def video(
         if len(given) > 1:
             raise UsageError(f"choose one way to sample frames, not {' and '.join(given)}")
         from deepfake_cli.config import validate
-        from deepfake_cli.video import with_sampling
+        from deepfake_cli.inference.video import with_sampling
         rows_to_stdout = out is not None and str(out) == "-"
-        if rows_to_stdout and (json_ or jsonl):
-            raise UsageError("--out - writes the per-frame rows to stdout; write them to a file to use --json/--jsonl")
+        if rows_to_stdout and (json_ or jsonl or format_):
+            raise UsageError("--out - writes the per-frame rows to stdout; write them to a file to use --format/--json/--jsonl")
         cfg = build_config(
             config,
             {
@@ -110,23 +120,24 @@ def video(
                 "video.detect_max_side": detect_max_side,
                 "video.redetect_every": redetect,
                 **face_overrides(no_detect, margin, min_face_prob, min_face_size, largest_face),
+                **ray_overrides(ray, ray_address, ray_actors),
             },
         )
         # The way of sampling given here replaces the configured one (file, environment).
         cfg.video = with_sampling(cfg.video, every, fps, frames)
         validate(cfg)
-        code = run_video(cfg, sources, out, annotate, json_, jsonl, fail_on_fake)
+        code = run_video(cfg, sources, out, annotate, json_, jsonl, fail_on_fake, fmt=format_)
     raise typer.Exit(code)
 
 
 def run_video(cfg, sources: list[str], out: Optional[Path], annotate: Optional[Path], json_: bool, jsonl: bool,
-              fail_on_fake: bool) -> int:
+              fail_on_fake: bool, fmt: Optional[str] = None) -> int:
     from deepfake_cli.errors import InputFileError, NoInputsError
-    from deepfake_cli.images import VIDEO_EXTENSIONS
+    from deepfake_cli.media.images import VIDEO_EXTENSIONS
     from deepfake_cli.output import check_not_an_input, choose_format, finish_output, format_from_extension, open_output_file
-    from deepfake_cli.predict import PredictSummary
-    from deepfake_cli.sources import expand_sources
-    from deepfake_cli.video import (
+    from deepfake_cli.inference.predict import PredictSummary
+    from deepfake_cli.media.sources import expand_sources
+    from deepfake_cli.inference.video import (
         FRAME_COLUMNS,
         SUMMARY_COLUMNS,
         error_row,
@@ -141,7 +152,7 @@ def run_video(cfg, sources: list[str], out: Optional[Path], annotate: Optional[P
         raise NoInputsError(f"no video files found in: {' '.join(sources)}")
     targets = annotation_targets(annotate, paths)
     rows_to_stdout = out is not None and str(out) == "-"
-    summaries_fmt = None if rows_to_stdout else choose_format(json_, jsonl, False, None)
+    summaries_fmt = None if rows_to_stdout else choose_format(json_, jsonl, False, None, fmt=fmt)
     rows_fmt = "csv" if rows_to_stdout or out is None else format_from_extension(out) or "csv"
     rows_stream = None
     if out is not None:  # opened before the model loads, so that a bad --out fails at once
@@ -151,9 +162,17 @@ def run_video(cfg, sources: list[str], out: Optional[Path], annotate: Optional[P
         rows_stream = sys.stdout if rows_to_stdout else open_output_file(out)
     counts = PredictSummary()
     complete = False
+    ray_scans = None
     try:
-        classifier = load_classifier(cfg)
-        pipeline = video_pipeline(classifier, cfg)
+        if cfg.ray.enabled:  # the same scans on Ray actors (dfdetect[ray]), taken in order
+            from deepfake_cli.cluster.ray_pool import VideoScans
+
+            ray_scans = VideoScans(paths, targets, cfg, want_rows=rows_stream is not None,
+                                   note=lambda text: stderr.print(f"[dim]{escape(text)}[/]"))
+            classifier, pipeline, scan_video = ray_scans, None, ray_scans.scan
+        else:
+            classifier = load_classifier(cfg)
+            pipeline = video_pipeline(classifier, cfg)
         with _maybe_writer(rows_stream, rows_fmt, FRAME_COLUMNS) as rows, \
                 _maybe_writer(None if summaries_fmt is None else sys.stdout, summaries_fmt, SUMMARY_COLUMNS,
                               flatten=flat_summary, title="dfdetect video") as summaries:
@@ -172,6 +191,8 @@ def run_video(cfg, sources: list[str], out: Optional[Path], annotate: Optional[P
                 report_video(summary)
         complete = True
     finally:
+        if ray_scans is not None:
+            ray_scans.close()  # stops its actors (and a cluster it started) on Ctrl-C or an error
         if rows_stream is not None and not rows_to_stdout:
             # Stopped part-way (Ctrl-C, SIGTERM, an error): --out keeps what it held before.
             finish_output(rows_stream, complete)
@@ -184,7 +205,7 @@ def run_video(cfg, sources: list[str], out: Optional[Path], annotate: Optional[P
 
 def annotation_targets(annotate: Optional[Path], paths: list[Path]) -> list[Optional[Path]]:
     """Where each video's annotated copy goes: the file given, or ``<folder>/<name>.annotated.mp4``."""
-    from deepfake_cli.annotate import FOURCC_BY_SUFFIX
+    from deepfake_cli.media.annotate import FOURCC_BY_SUFFIX
     from deepfake_cli.errors import UsageError
     from deepfake_cli.output import ensure_output_dir
 
@@ -256,7 +277,7 @@ def report_video(summary: dict[str, Any]) -> None:
         colour = "red" if summary["verdict"] == "fake" else "green"
         verdict = f"[{colour}]{summary['verdict']}[/] (p_fake {summary['p_fake']:.3f}, {summary['aggregate']})"
     stderr.print(
-        f"{name}: {verdict}, {len(summary['tracks'])} track(s), {summary['faces']} faces in "
+        f"{name}: {verdict}, {len(summary['tracks'])} track(s), {summary['face_count']} faces in "
         f"{frames['with_face']}/{frames['sampled']} sampled frames, {timings['total']:.1f} s"
         + (f", annotated: {escape(summary['annotated'])}" if summary["annotated"] else "")
     )

@@ -23,7 +23,7 @@ def create_model(
     ``torch.load(weights_only=True)``; its stored ``num_classes``/model args win.
     """
     if checkpoint is not None:
-        from deepfake_cli.checkpoint import load_checkpoint
+        from deepfake_cli.models.checkpoint import load_checkpoint
 
         ckpt = load_checkpoint(checkpoint)
         if ckpt["arch"] != name:

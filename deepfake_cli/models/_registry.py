@@ -13,7 +13,7 @@ from typing import Any, Callable
 import torch.nn as nn
 
 from deepfake_cli.errors import UnknownModelError
-from deepfake_cli.faces import RESIZE_INTERPOLATION
+from deepfake_cli.faces.framing import RESIZE_INTERPOLATION
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

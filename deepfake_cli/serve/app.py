@@ -1,4 +1,5 @@
-"""The FastAPI app: routes, upload checks and JSON errors around :class:`DetectorService`.
+"""The FastAPI app: routes (an ``APIRouter`` over a :class:`DetectorService` dependency),
+upload checks and JSON errors.
 
 ``create_app(model, cfg)`` loads the model once and returns the app; uvicorn
 runs it (``dfdetect serve``). With several worker processes uvicorn needs an
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import functools
 import json
 import logging
 import os
@@ -18,7 +21,7 @@ import threading
 from importlib import resources
 from typing import Any, Literal, Optional
 
-from fastapi import FastAPI, File, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, FastAPI, File, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -26,8 +29,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from deepfake_cli import __version__
-from deepfake_cli.classifier import FaceClassifier
-from deepfake_cli.config import Config
+from deepfake_cli.inference.classifier import FaceClassifier
+from deepfake_cli.config import Aggregation, CamMethod, Config
 from deepfake_cli.errors import ConfigError, DfdetectError, InputFileError, ScanCancelled, UsageError
 from deepfake_cli.output import dumps, write_csv_rows
 from deepfake_cli.serve.schemas import HealthOut, ModelsOut, PredictOut, VideoOut, error_responses
@@ -82,7 +85,7 @@ def load_service(classifier_or_checkpoint: FaceClassifier | str | os.PathLike[st
     """A ready service from a loaded classifier, a checkpoint path, a shipped model name or a checkpoint dict."""
     if isinstance(classifier_or_checkpoint, FaceClassifier):
         return DetectorService(classifier_or_checkpoint, cfg)
-    from deepfake_cli.model_store import resolve_model
+    from deepfake_cli.models.store import resolve_model
     from deepfake_cli.runtime import configure_threads, resolve_device
 
     configure_threads(cfg.runtime.num_threads)
@@ -97,7 +100,6 @@ def create_app(classifier_or_checkpoint: FaceClassifier | str | os.PathLike[str]
     """The dfdetect web app with its model loaded (once, here, not per request)."""
     cfg = cfg or Config()
     service = load_service(classifier_or_checkpoint, cfg)
-    max_file = file_limit(cfg.serve.max_upload_mb)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -114,8 +116,10 @@ def create_app(classifier_or_checkpoint: FaceClassifier | str | os.PathLike[str]
         form_limits={"max_files": 1, "max_fields": 16},
         lifespan=lifespan,
     )
+    # What the routes depend on (get_service, get_limits): the one service, and the upload limits.
     app.state.service = service
     too_large = too_large_message(cfg.serve.max_upload_mb)
+    app.state.limits = UploadLimits(file_limit(cfg.serve.max_upload_mb), too_large)
     app.add_middleware(BodyLimitMiddleware, max_body=body_limit(cfg.serve.max_upload_mb), message=too_large)
     if cfg.serve.cors:
         app.add_middleware(
@@ -126,118 +130,158 @@ def create_app(classifier_or_checkpoint: FaceClassifier | str | os.PathLike[str]
             expose_headers=[*GRADCAM_HEADERS, "X-Verdict"],
         )
     _install_error_handlers(app)
-    page = resources.files("deepfake_cli.serve").joinpath("page.html").read_text(encoding="utf-8")
-
-    def accept(upload: UploadFile, kind: str) -> str:
-        """The allow-listed suffix for this upload, after the type and exact size checks."""
-        suffix = check_media(kind, upload.content_type, upload.filename)
-        if upload.size is not None and upload.size > max_file:
-            raise HTTPException(413, too_large)
-        return suffix
-
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def index() -> HTMLResponse:
-        return HTMLResponse(page)
-
-    @app.get("/health", response_model=HealthOut, summary="Liveness, model, device, version and load")
-    def health() -> JSONResult:
-        return JSONResult(service.health())
-
-    # HEAD too: uptime monitors and load balancers probe with it.
-    app.add_api_route("/health", health, methods=["HEAD"], include_in_schema=False)
-
-    @app.get("/models", response_model=ModelsOut, summary="The loaded model and the installed ones")
-    def models() -> JSONResult:
-        return JSONResult(service.models())
-
-    @app.post(
-        "/predict",
-        response_model=PredictOut,
-        responses=error_responses(413, 415, 422),
-        summary="Score every face in an image",
-        description="Per-face boxes and scores; the verdict (`prediction`, `confidence`, `probabilities`) "
-        "is that of the most suspicious face. An image without a face gives status `no_face`.",
-    )
-    async def predict(file: UploadFile = File(..., description="jpeg, png, bmp, webp, tiff or a still gif")) -> JSONResult:
-        accept(file, IMAGE)
-        data = await file.read()
-        return JSONResult(await run_in_threadpool(service.predict_image, data))
-
-    # The first report's clients posted to /predict/ (with the slash).
-    app.add_api_route("/predict/", predict, methods=["POST"], include_in_schema=False)
-
-    @app.post(
-        "/predict/video",
-        response_model=VideoOut,
-        responses={
-            200: {"content": {"application/json": {}, "text/csv": {}}, "description": "verdict JSON, or with format=csv the per-frame rows"},
-            **error_responses(413, 415, 422, 503),
-        },
-        summary="Scan a video: verdict, tracks and per-frame rows",
-        description="Samples frames (default: [video] of the server's config), detects and tracks faces, "
-        "and aggregates each track's scores; the video is fake if any track is. No face at all gives status `no_face`.",
-    )
-    async def predict_video(
-        request: Request,
-        file: UploadFile = File(..., description="mp4, mov, mkv, webm, avi or an animated gif"),
-        format: Literal["json", "csv"] = Query("json", description="csv: the per-frame rows as a download"),
-        every: Optional[int] = Query(None, ge=1, description="score every N-th frame"),
-        fps: Optional[float] = Query(None, gt=0, description="or sample this many frames per second"),
-        frames: Optional[int] = Query(None, ge=1, description="or this many frames, evenly spaced"),
-        start: Optional[float] = Query(None, ge=0, description="first second to scan"),
-        end: Optional[float] = Query(None, gt=0, description="last second to scan"),
-        aggregate: Optional[Literal["mean", "max", "confident"]] = Query(None, description="how a track's scores become its score"),
-    ) -> Response:
-        suffix = accept(file, VIDEO)
-        sampling = {"every": every, "fps": fps, "frames": frames, "start": start, "end": end, "aggregate": aggregate}
-        # A client that goes away (a timeout, a retry) stops its scan: the work is for nobody.
-        gone = threading.Event()
-        scan = asyncio.ensure_future(run_in_threadpool(service.predict_video, file.file, suffix, sampling, gone.is_set))
-        try:
-            while not scan.done():
-                await asyncio.wait({scan}, timeout=DISCONNECT_POLL_S)
-                if not scan.done() and await request.is_disconnected():
-                    gone.set()
-            result = scan.result()
-        except asyncio.CancelledError:  # the server cancels the request (shutdown): stop the scan too
-            gone.set()
-            raise
-        if format == "csv":
-            return Response(
-                write_csv_rows(result["rows"], result["columns"]),
-                media_type="text/csv; charset=utf-8",
-                headers={"Content-Disposition": 'attachment; filename="frames.csv"', "X-Verdict": str(result["prediction"] or result["status"])},
-            )
-        return JSONResult(result)
-
-    @app.post(
-        "/gradcam",
-        response_class=Response,
-        responses={
-            200: {
-                "content": {"image/png": {}, "application/json": {}},
-                "description": "PNG of the explained face (headers X-Face-Index, X-Face-Count, X-Target, "
-                "X-Target-Prob, X-P-Fake, X-Label); JSON with status `no_face` when the image has no face",
-            },
-            **error_responses(413, 415, 422),
-        },
-        summary="Grad-CAM picture of one face in an image",
-    )
-    async def gradcam(
-        file: UploadFile = File(..., description="jpeg, png, bmp, webp, tiff or gif"),
-        face: Optional[int] = Query(None, ge=0, description="face index as in /predict (default: the most suspicious face)"),
-        target: Optional[str] = Query(None, description="predicted, real, fake, a class name or index; 'all' with view=sheet"),
-        view: Literal["overlay", "sheet"] = Query("overlay", description="overlay: heatmap over the face crop; sheet: face | heatmap | overlay"),
-        method: Optional[Literal["gradcam", "gradcam++"]] = Query(None, description="default: gradcam.method"),
-    ) -> Response:
-        accept(file, IMAGE)
-        data = await file.read()
-        png, info = await run_in_threadpool(service.gradcam_image, data, face, target, view, method)
-        if png is None:
-            return JSONResult(info)
-        headers = {name: str(info[key]) for name, key in GRADCAM_HEADERS.items()}
-        return Response(png, media_type="image/png", headers=headers)
+    app.include_router(router)
     return app
+
+
+@dataclasses.dataclass(frozen=True)
+class UploadLimits:
+    """The largest upload file accepted, and what a client sending more is told."""
+
+    max_file: int
+    too_large: str
+
+
+def get_service(request: Request) -> DetectorService:
+    """The app's one :class:`DetectorService` (a dependency of every route)."""
+    return request.app.state.service
+
+
+def get_limits(request: Request) -> UploadLimits:
+    return request.app.state.limits
+
+
+def accept(upload: UploadFile, kind: str, limits: UploadLimits) -> str:
+    """The allow-listed suffix for this upload, after the type and exact size checks."""
+    suffix = check_media(kind, upload.content_type, upload.filename)
+    if upload.size is not None and upload.size > limits.max_file:
+        raise HTTPException(413, limits.too_large)
+    return suffix
+
+
+@functools.lru_cache(maxsize=1)
+def _page() -> str:
+    return resources.files("deepfake_cli.serve").joinpath("page.html").read_text(encoding="utf-8")
+
+
+# The routes, over the service dependency; create_app includes them.
+router = APIRouter()
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+def index() -> HTMLResponse:
+    return HTMLResponse(_page())
+
+
+@router.get("/health", response_model=HealthOut, summary="Liveness, model, device, version and load")
+def health(service: DetectorService = Depends(get_service)) -> JSONResult:
+    return JSONResult(service.health())
+
+
+# HEAD too: uptime monitors and load balancers probe with it.
+router.add_api_route("/health", health, methods=["HEAD"], include_in_schema=False)
+
+
+@router.get("/models", response_model=ModelsOut, summary="The loaded model and the installed ones")
+def models(service: DetectorService = Depends(get_service)) -> JSONResult:
+    return JSONResult(service.models())
+
+
+@router.post(
+    "/predict",
+    response_model=PredictOut,
+    responses=error_responses(413, 415, 422),
+    summary="Score every face in an image",
+    description="Per-face boxes and scores; the verdict (`verdict`, and as in the first report `prediction`, `confidence`, `probabilities`) "
+    "is that of the most suspicious face. An image without a face gives status `no_face`.",
+)
+async def predict(
+    file: UploadFile = File(..., description="jpeg, png, bmp, webp, tiff or a still gif"),
+    service: DetectorService = Depends(get_service),
+    limits: UploadLimits = Depends(get_limits),
+) -> JSONResult:
+    accept(file, IMAGE, limits)
+    data = await file.read()
+    return JSONResult(await run_in_threadpool(service.predict_image, data))
+
+# The first report's clients posted to /predict/ (with the slash).
+router.add_api_route("/predict/", predict, methods=["POST"], include_in_schema=False)
+
+@router.post(
+    "/predict/video",
+    response_model=VideoOut,
+    responses={
+        200: {"content": {"application/json": {}, "text/csv": {}}, "description": "verdict JSON, or with format=csv the per-frame rows"},
+        **error_responses(413, 415, 422, 503),
+    },
+    summary="Scan a video: verdict, tracks and per-frame rows",
+    description="Samples frames (default: [video] of the server's config), detects and tracks faces, "
+    "and aggregates each track's scores; the video is fake if any track is. No face at all gives status `no_face`.",
+)
+async def predict_video(
+    request: Request,
+    file: UploadFile = File(..., description="mp4, mov, mkv, webm, avi or an animated gif"),
+    format: Literal["json", "csv"] = Query("json", description="csv: the per-frame rows as a download"),
+    every: Optional[int] = Query(None, ge=1, description="score every N-th frame"),
+    fps: Optional[float] = Query(None, gt=0, description="or sample this many frames per second"),
+    frames: Optional[int] = Query(None, ge=1, description="or this many frames, evenly spaced"),
+    start: Optional[float] = Query(None, ge=0, description="first second to scan"),
+    end: Optional[float] = Query(None, gt=0, description="last second to scan"),
+    aggregate: Optional[Aggregation] = Query(None, description="how a track's scores become its score"),
+    service: DetectorService = Depends(get_service),
+    limits: UploadLimits = Depends(get_limits),
+) -> Response:
+    suffix = accept(file, VIDEO, limits)
+    sampling = {"every": every, "fps": fps, "frames": frames, "start": start, "end": end, "aggregate": aggregate}
+    # A client that goes away (a timeout, a retry) stops its scan: the work is for nobody.
+    gone = threading.Event()
+    scan = asyncio.ensure_future(run_in_threadpool(service.predict_video, file.file, suffix, sampling, gone.is_set))
+    try:
+        while not scan.done():
+            await asyncio.wait({scan}, timeout=DISCONNECT_POLL_S)
+            if not scan.done() and await request.is_disconnected():
+                gone.set()
+        result = scan.result()
+    except asyncio.CancelledError:  # the server cancels the request (shutdown): stop the scan too
+        gone.set()
+        raise
+    if format == "csv":
+        return Response(
+            write_csv_rows(result["rows"], result["columns"]),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": 'attachment; filename="frames.csv"', "X-Verdict": str(result["prediction"] or result["status"])},
+        )
+    return JSONResult(result)
+
+@router.post(
+    "/gradcam",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"image/png": {}, "application/json": {}},
+            "description": "PNG of the explained face (headers X-Face-Index, X-Face-Count, X-Target, "
+            "X-Target-Prob, X-P-Fake, X-Label); JSON with status `no_face` when the image has no face",
+        },
+        **error_responses(413, 415, 422),
+    },
+    summary="Grad-CAM picture of one face in an image",
+)
+async def gradcam(
+    file: UploadFile = File(..., description="jpeg, png, bmp, webp, tiff or gif"),
+    face: Optional[int] = Query(None, ge=0, description="face index as in /predict (default: the most suspicious face)"),
+    target: Optional[str] = Query(None, description="predicted, real, fake, a class name or index; 'all' with view=sheet"),
+    view: Literal["overlay", "sheet"] = Query("overlay", description="overlay: heatmap over the face crop; sheet: face | heatmap | overlay"),
+    method: Optional[CamMethod] = Query(None, description="default: gradcam.method"),
+    service: DetectorService = Depends(get_service),
+    limits: UploadLimits = Depends(get_limits),
+) -> Response:
+    accept(file, IMAGE, limits)
+    data = await file.read()
+    png, info = await run_in_threadpool(service.gradcam_image, data, face, target, view, method)
+    if png is None:
+        return JSONResult(info)
+    headers = {name: str(info[key]) for name, key in GRADCAM_HEADERS.items()}
+    return Response(png, media_type="image/png", headers=headers)
 
 
 def _install_error_handlers(app: FastAPI) -> None:

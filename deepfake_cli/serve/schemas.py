@@ -29,7 +29,8 @@ class ImageSize(BaseModel):
 
 class PredictOut(BaseModel):
     status: Literal["ok", "no_face"]
-    prediction: Optional[Literal["real", "fake"]] = Field(description="verdict of the most suspicious face")
+    verdict: Optional[Literal["real", "fake"]] = Field(description="verdict of the most suspicious face (as the CLI's)")
+    prediction: Optional[Literal["real", "fake"]] = Field(description="alias of verdict, kept for seed-era clients")
     confidence: Optional[float] = Field(description="probability of the predicted class")
     probabilities: Optional[Probabilities]
     model: str
@@ -56,7 +57,8 @@ class TrackOut(BaseModel):
 
 class VideoOut(BaseModel):
     status: Literal["ok", "no_face"]
-    prediction: Optional[Literal["real", "fake"]] = Field(description="fake if any voting track is")
+    verdict: Optional[Literal["real", "fake"]] = Field(description="fake if any voting track is (as the CLI's)")
+    prediction: Optional[Literal["real", "fake"]] = Field(description="alias of verdict, kept for seed-era clients")
     confidence: Optional[float]
     probabilities: Optional[Probabilities]
     model: str

@@ -21,31 +21,39 @@ from typing import Any, BinaryIO, Callable
 import cv2
 import numpy as np
 
-from deepfake_cli import __version__, gradcam, video
-from deepfake_cli.classifier import FaceClassifier
+from deepfake_cli import __version__
+from deepfake_cli.inference import gradcam, records, video
+from deepfake_cli.inference.classifier import FaceClassifier
 from deepfake_cli.config import Config, validate
 from deepfake_cli.errors import ConfigError, InputFileError, UsageError
-from deepfake_cli.images import is_animated_gif, load_image
-from deepfake_cli.pipeline import FacePipeline
-from deepfake_cli.predict import STATUS_NO_FACE, STATUS_OK, image_record
+from deepfake_cli.media.images import is_animated_gif, load_image
+from deepfake_cli.inference.pipeline import FacePipeline
+from deepfake_cli.inference.predict import STATUS_NO_FACE, STATUS_OK, image_record
 from deepfake_cli.serve.uploads import spooled_to_temp_file
+from deepfake_cli.inference.verdict import verdict
 
 GRADCAM_VIEWS = ("overlay", "sheet")
-# Video summary keys passed on as they are; "video" (the path) is a temp file of ours and stays here.
-VIDEO_SUMMARY_KEYS = ("aggregate", "p_fake_by_aggregate", "tracks", "frames", "video_info", "sampling", "timings", "sampled_fps")
+# Video summary keys passed on as they are (records.VIDEO_SUMMARY_KEYS, less these): "video" (the
+# path) is a temp file of ours, "annotated" and "error" never apply; the rest are set below.
+VIDEO_SUMMARY_KEYS = tuple(
+    k for k in records.VIDEO_SUMMARY_KEYS
+    if k not in ("video", "annotated", "error", "status", "verdict", "p_fake", "method", "model", "threshold", "face_count")
+)
 
 
 def seed_fields(p_fake: float | None, threshold: float) -> dict[str, Any]:
-    """The first report's contract: ``prediction``, ``confidence``, ``probabilities``.
+    """``verdict`` and the first report's contract: ``prediction``, ``confidence``, ``probabilities``.
 
+    ``prediction`` is kept as an alias of ``verdict`` (the CLI's name) for seed-era clients.
     ``confidence`` is the probability of the predicted class, so it is never
     below 0.5 with the default threshold and reads the way the report used it.
     """
     if p_fake is None:
-        return {"prediction": None, "confidence": None, "probabilities": None}
-    prediction = "fake" if p_fake >= threshold else "real"
+        return {"verdict": None, "prediction": None, "confidence": None, "probabilities": None}
+    prediction = verdict(p_fake, threshold)
     confidence = p_fake if prediction == "fake" else 1.0 - p_fake
     return {
+        "verdict": prediction,
         "prediction": prediction,
         "confidence": round(confidence, 6),
         "probabilities": {"real": round(1.0 - p_fake, 6), "fake": round(p_fake, 6)},
@@ -127,7 +135,7 @@ class DetectorService:
     def models(self) -> dict[str, Any]:
         """The loaded model and the installed ones (read once, then cached)."""
         if self._installed is None:
-            from deepfake_cli.model_catalog import trained_models
+            from deepfake_cli.models.catalog import trained_models
 
             # Server paths stay on the server.
             self._installed = [
@@ -159,8 +167,8 @@ class DetectorService:
             "p_fake": record["p_fake"],
             "method": record["method"],
             "threshold": threshold,
-            "face_count": record["faces"],
-            "faces": record["face_results"],
+            "face_count": record["face_count"],
+            "faces": record["faces"],
             "image": {"width": int(image.shape[1]), "height": int(image.shape[0])},
             "elapsed_ms": round((time.perf_counter() - start) * 1000.0, 1),
         }
@@ -173,7 +181,7 @@ class DetectorService:
 
         The upload is copied to a temp file named by us (``suffix`` from the
         allow-list) in this server's upload folder, scanned by
-        :func:`deepfake_cli.video.scan_video` and removed, whatever happens.
+        :func:`deepfake_cli.inference.video.scan_video` and removed, whatever happens.
         ``sampling`` overrides ``[video]`` keys (every, fps, frames, start, end,
         aggregate) for this request. The scan stops (:class:`ScanCancelled`) when
         ``should_stop`` says so (the client went away) or the server shuts down.
@@ -202,7 +210,7 @@ class DetectorService:
             "p_fake": summary["p_fake"],
             "method": summary["method"],
             "threshold": threshold,
-            "face_count": summary["faces"],
+            "face_count": summary["face_count"],
             **{key: summary[key] for key in VIDEO_SUMMARY_KEYS},
             "columns": self.frame_columns,
             "rows": [{c: row.get(c) for c in self.frame_columns} for row in result.rows],

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from conftest import FFPP_FACES, PHOTOS, need_shared
 from deepfake_cli.cli.app import app
-from deepfake_cli.classifier import FaceClassifier
-from deepfake_cli.faces import crop_box
+from deepfake_cli.inference.classifier import FaceClassifier
+from deepfake_cli.faces.detector import crop_box
 
 runner = CliRunner()
 

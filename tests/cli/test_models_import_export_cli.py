@@ -95,7 +95,7 @@ def test_export_torchscript_default_name_in_cwd(tmp_path, sepcnn_ckpt, monkeypat
     used = runner.invoke(app, ["predict", str(tmp_path / "nothing.jpg"), "-m", str(tmp_path / "sepcnn.int8.torchscript")])
     assert used.exit_code == 1 and "a TorchScript export" in used.stderr and "Traceback" not in used.output
     # A training run's checkpoint is exported under its run's name, not as best.onnx for every run.
-    from deepfake_cli.export import default_export_path
+    from deepfake_cli.inference.export import default_export_path
 
     assert default_export_path(tmp_path / "runs" / "exp3" / "best.pt", "onnx").name == "exp3_best.onnx"
 

@@ -47,8 +47,8 @@ def test_mixed_folder_jsonl_rows_and_exit_code(mixed_folder, sepcnn_ckpt):
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert {Path(r["path"]).name: r["status"] for r in rows} == EXPECTED_STATUS
     ok = next(r for r in rows if r["status"] == "ok")
-    assert ok["faces"] == 1 and 0.0 <= ok["p_fake"] <= 1.0 and ok["verdict"] in ("real", "fake")
-    face = ok["face_results"][0]
+    assert ok["face_count"] == 1 and 0.0 <= ok["p_fake"] <= 1.0 and ok["verdict"] in ("real", "fake")
+    face = ok["faces"][0]
     assert len(face["box"]) == 4 and face["det_prob"] > 0.95 and set(face["probs"]) == {"real", "fake"}
     errors = {Path(r["path"]).name: r["error"] for r in rows if r["status"] == "error"}
     assert "empty" in errors["c_zero.jpg"] and "not a recognised" in errors["d_text.jpg"]
@@ -67,6 +67,15 @@ def test_csv_and_json_outputs_parse(mixed_folder, sepcnn_ckpt):
     assert isinstance(data, list) and data[0]["status"] == "ok"
 
 
+def test_format_option_writes_what_its_alias_writes(mixed_folder, sepcnn_ckpt):
+    for fmt in ("csv", "json", "jsonl"):
+        alias = runner.invoke(app, ["predict", str(mixed_folder), "-m", str(sepcnn_ckpt), f"--{fmt}"])
+        option = runner.invoke(app, ["predict", str(mixed_folder), "-m", str(sepcnn_ckpt), "-f", fmt])
+        assert option.exit_code == alias.exit_code and option.stdout == alias.stdout
+    result = runner.invoke(app, ["predict", str(mixed_folder), "-m", str(sepcnn_ckpt), "--format", "xml"])
+    assert result.exit_code == 2 and "unknown output format" in result.output
+
+
 def test_fail_on_fake_wins_over_partial(mixed_folder, tmp_path):
     always_fake = make_checkpoint(tmp_path / "zero_threshold.pt", threshold=0.0)
     result = runner.invoke(app, ["predict", str(mixed_folder), "-m", str(always_fake), "--jsonl", "--fail-on-fake"])
@@ -81,9 +90,9 @@ def test_no_detect_multiclass_reports_method(tmp_path, multiclass_ckpt):
     result = runner.invoke(app, ["predict", str(crop), "-m", str(multiclass_ckpt), "--no-detect", "--jsonl"])
     assert result.exit_code == 0, result.output
     row = json.loads(result.stdout)
-    assert row["faces"] == 1 and row["face_results"][0]["det_prob"] is None
+    assert row["face_count"] == 1 and row["faces"][0]["det_prob"] is None
     assert row["method"] in ("DeepFakeDetection", "Deepfakes", "Face2Face", "FaceShifter", "FaceSwap", "NeuralTextures")
-    assert len(row["face_results"][0]["probs"]) == 7
+    assert len(row["faces"][0]["probs"]) == 7
 
 
 @pytest.mark.parametrize(
@@ -194,7 +203,7 @@ def test_animated_gif_is_scanned_as_a_video_and_a_still_gif_as_an_image(tmp_path
     anim, still = records["anim.gif"], records["still.gif"]
     assert anim["kind"] == "video" and anim["status"] == "ok"
     assert anim["frames"]["total"] == 12 and anim["frames"]["sampled"] == 2 == anim["frames"]["with_face"]  # 0 and 10
-    assert "kind" not in still and still["status"] == "ok" and still["faces"] == 1
+    assert "kind" not in still and still["status"] == "ok" and still["face_count"] == 1
     assert records["broken.gif"]["status"] == "error"
 
 

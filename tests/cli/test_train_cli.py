@@ -82,7 +82,7 @@ def test_evaluate_reports_on_the_models_own_val_split(trained, tmp_path):
 def test_evaluate_threshold_from_val_updates_the_checkpoint(trained, tmp_path):
     import shutil
 
-    from deepfake_cli.checkpoint import load_checkpoint
+    from deepfake_cli.models.checkpoint import load_checkpoint
 
     model = tmp_path / "copy.pt"
     shutil.copy(trained["best"], model)

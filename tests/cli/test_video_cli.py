@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from conftest import FFPP_C23, ORIGINAL_004, REPO, need_shared
 from deepfake_cli.cli.app import app
-from deepfake_cli.video import FRAME_COLUMNS
+from deepfake_cli.inference.video import FRAME_COLUMNS
 
 runner = CliRunner()
 ORIGINAL_519 = FFPP_C23 / "original_sequences" / "youtube" / "c23" / "videos" / "519.mp4"
@@ -150,7 +150,7 @@ def test_predict_routes_videos_to_the_scanner(batch, sepcnn_ckpt, tmp_path):
     video = records[1]
     assert video["kind"] == "video" and video["verdict"] in ("real", "fake") and video["frames"]["sampled"] == 2
     assert records[2]["kind"] == "video"  # a video that failed is still one (filters on "kind")
-    assert video["faces"] >= 2 and video["tracks"]
+    assert video["face_count"] >= 2 and video["tracks"]
     result = runner.invoke(app, ["predict", str(folder / "b_004.mp4"), "-m", str(sepcnn_ckpt), "--csv",
                                  "--threshold", "0", "--fail-on-fake"], env={"DFDETECT_VIDEO_FRAMES": "2"})
     assert result.exit_code == 3, result.output

@@ -1,0 +1,1 @@
+"""Running scans and extraction past one machine (Ray)."""

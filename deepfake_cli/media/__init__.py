@@ -1,0 +1,1 @@
+"""Media in and out: image decoding, video frames, input sources, annotated videos."""

@@ -1,0 +1,1 @@
+"""Training and evaluation: the trainer, DDP, metrics, plots and run folders."""
