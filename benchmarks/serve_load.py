@@ -13,6 +13,14 @@ whole run is bounded by ``--time-limit``.
     python benchmarks/serve_load.py --url http://127.0.0.1:8000   # a server already running
 
 Prints failures and latency percentiles (p50/p90/p99); exits 1 on any failure.
+
+Idle-socket scenario (instead of the load): ``--idle-sockets N`` opens N connections
+to the server that never send a request (stalled clients), with the server's file
+descriptors limited to ``--server-nofile`` (when we start it), checks that /health
+still answers while they are open and that the server closes them within its
+keep-alive timeout (``--timeout-keep-alive``, passed to the server we start):
+
+    python benchmarks/serve_load.py --idle-sockets 250 --server-nofile 200
 """
 
 from __future__ import annotations
@@ -55,8 +63,67 @@ def running_server(args: argparse.Namespace):
     serve_args = ["--workers", str(args.workers), "--log-level", "warning"]
     if args.model:
         serve_args += ["--model", str(args.model)]
-    with LocalServer(serve_args, start_timeout=args.start_timeout) as url:
+    if args.timeout_keep_alive is not None:
+        serve_args += ["--timeout-keep-alive", str(args.timeout_keep_alive)]
+    server = LocalServer(serve_args, start_timeout=args.start_timeout)
+    with server as url:
+        if args.server_nofile:
+            import resource
+
+            resource.prlimit(server.proc.pid, resource.RLIMIT_NOFILE, (args.server_nofile, args.server_nofile))
         yield url
+
+
+IDLE_SOCKETS_MAX = 2000
+
+
+def idle_sockets(url: str, args: argparse.Namespace) -> dict:
+    """Open ``--idle-sockets`` connections that send nothing; /health must still answer, and
+    the server must close them itself within its keep-alive timeout (loopback only, bounded)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    address = urlsplit(url)
+    n = min(args.idle_sockets, IDLE_SOCKETS_MAX)
+    wait = (args.timeout_keep_alive or 5.0) + 5.0
+    opened, sockets = 0, []
+    start = time.monotonic()
+    for _ in range(n):
+        try:
+            sockets.append(socket.create_connection((address.hostname, address.port), timeout=2))
+            opened += 1
+        except OSError:
+            break
+    health = []
+    for _ in range(3):
+        t = time.perf_counter()
+        try:
+            ok = httpx.get(f"{url}/health", timeout=10).status_code == 200
+        except httpx.HTTPError:
+            ok = False
+        health.append((ok, round((time.perf_counter() - t) * 1000.0, 1)))
+        time.sleep(0.5)
+    closed = 0
+    deadline = start + wait
+    for s in sockets:
+        s.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            if s.recv(1) == b"":
+                closed += 1
+        except (TimeoutError, OSError):
+            pass
+        finally:
+            s.close()
+    closed_after_s = round(time.monotonic() - start, 1)
+    try:
+        after = httpx.get(f"{url}/health", timeout=10).status_code == 200
+    except httpx.HTTPError:
+        after = False
+    return {
+        "idle_sockets": n, "opened": opened, "closed_by_server": closed, "closed_within_s": closed_after_s,
+        "health_while_open": [{"ok": ok, "ms": ms} for ok, ms in health], "health_after": after,
+        "server_nofile": args.server_nofile, "failures": int(not all(ok for ok, _ in health) or not after or closed < opened),
+    }
 
 
 def post(client: httpx.Client, url: str, name: str, data: bytes) -> dict:
@@ -144,7 +211,16 @@ def main() -> int:
     parser.add_argument("--request-timeout", type=float, default=120.0)
     parser.add_argument("--start-timeout", type=float, default=180.0)
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--idle-sockets", type=int, default=0,
+                        help=f"run the idle-socket scenario with this many sockets (at most {IDLE_SOCKETS_MAX}) instead of the load")
+    parser.add_argument("--server-nofile", type=int, default=None, help="file-descriptor limit of the server we start")
+    parser.add_argument("--timeout-keep-alive", type=float, default=None, help="the server's --timeout-keep-alive (when we start it)")
     args = parser.parse_args()
+    if args.idle_sockets:
+        with running_server(args) as url:
+            report = idle_sockets(url, args)
+        print(json.dumps(report, indent=2 if args.json else None))
+        return 1 if report["failures"] else 0
 
     paths = args.image or [p for p in DEFAULT_IMAGES if p.is_file()]
     if not paths:

@@ -195,6 +195,14 @@ class ServeConfig:
     cors: bool = False
     # Uploaded videos are written here (under names we choose) while scanned; default: the system temp dir.
     upload_dir: str | None = None
+    # Seconds a connection may stay idle, new (no request yet) or between requests, before it is closed.
+    timeout_keep_alive: float = 5.0
+    # Connections and requests at once; beyond it, requests get 503 (uvicorn's limit_concurrency). 0: no limit.
+    limit_concurrency: int = 100
+    # Connections the system queues for the server to accept (the listen backlog).
+    backlog: int = 128
+    # Largest request line and headers, in bytes; a longer head gets 400 (h11's incomplete-event limit).
+    max_header_bytes: int = 16384
 
 
 @dataclass
@@ -516,6 +524,10 @@ def validate(cfg: Config) -> None:
         ("serve.port", 0 <= cfg.serve.port <= 65535, "must be a TCP port"),
         ("serve.workers", cfg.serve.workers >= 1, "must be >= 1"),
         ("serve.max_upload_mb", cfg.serve.max_upload_mb > 0, "must be > 0"),
+        ("serve.timeout_keep_alive", cfg.serve.timeout_keep_alive > 0, "must be > 0"),
+        ("serve.limit_concurrency", cfg.serve.limit_concurrency >= 0, "must be >= 0 (0: no limit)"),
+        ("serve.backlog", cfg.serve.backlog >= 1, "must be >= 1"),
+        ("serve.max_header_bytes", cfg.serve.max_header_bytes >= 1024, "must be >= 1024"),
         ("gradcam.alpha", 0.0 <= cfg.gradcam.alpha <= 1.0, "must be between 0 and 1"),
         ("gradcam.batch_size", cfg.gradcam.batch_size >= 1, "must be >= 1"),
         ("ray.actors", cfg.ray.actors is None or cfg.ray.actors >= 1, "must be >= 1"),

@@ -55,8 +55,55 @@ def choose_format(
 
 def partial_path(target: Path) -> Path:
     """A name beside ``target`` that no other writer uses (this process, a random tag), keeping
-    its extension (OpenCV picks the container by it): written there, then moved into place."""
+    its extension (OpenCV picks the container by it): written there, then moved into place.
+
+    Partial files of ``target`` left by a killed run (SIGKILL, a power cut) are removed first.
+    """
+    target = Path(target)
+    sweep_stale_partials(target)
     return target.with_name(f".{target.stem}.partial-{os.getpid()}-{secrets.token_hex(4)}{target.suffix}")
+
+
+# A partial file touched this recently is left alone even if its process seems gone.
+STALE_PARTIAL_SECONDS = 60.0
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # someone else's process
+    return True
+
+
+def sweep_stale_partials(target: Path) -> list[Path]:
+    """Remove ``.STEM.partial-PID-TAG.EXT`` files beside ``target`` whose process is not running
+    and that were not modified for :data:`STALE_PARTIAL_SECONDS`; returns those removed."""
+    import time
+
+    removed = []
+    prefix = f".{target.stem}.partial-"
+    try:
+        entries = list(os.scandir(target.parent if str(target.parent) else "."))
+    except OSError:
+        return removed
+    for entry in entries:
+        name = entry.name
+        if not (name.startswith(prefix) and name.endswith(target.suffix)):
+            continue
+        pid_text = name[len(prefix):].split("-", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid() or pid_alive(int(pid_text)):
+            continue
+        try:
+            if not entry.is_file(follow_symlinks=False) or time.time() - entry.stat().st_mtime < STALE_PARTIAL_SECONDS:
+                continue
+            os.unlink(entry.path)
+            removed.append(Path(entry.path))
+        except OSError:
+            continue
+    return removed
 
 
 @contextlib.contextmanager
@@ -66,7 +113,8 @@ def atomic_path(target: str | os.PathLike[str], keep_suffix: bool = False) -> It
 
     The temporary name is hidden and ends in ``.tmp`` (globs for the real files never match
     it), or with ``keep_suffix`` in ``target``'s extension (:func:`partial_path`, for writers
-    that pick a container by it). The folder is made if need be.
+    that pick a container by it; stale partial files of ``target`` are swept first). The
+    folder is made if need be.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -106,20 +154,41 @@ class ReplacingTextFile(io.TextIOWrapper):
         self.temp = partial_path(target)
         super().__init__(io.FileIO(self.temp, "x"), encoding="utf-8", newline="")
 
+    def write(self, text: str) -> int:
+        try:
+            return super().write(text)
+        except OSError as exc:
+            raise self._named(exc) from None
+
+    def flush(self) -> None:
+        try:
+            super().flush()
+        except OSError as exc:
+            raise self._named(exc) from None
+
     def close(self) -> None:
         if self.closed:
             return
-        super().close()
         try:
+            super().close()
             os.replace(self.temp, self.target)
-        except OSError:
+        except OSError as exc:
             self.temp.unlink(missing_ok=True)
-            raise
+            raise self._named(exc) from None
+
+    def _named(self, exc: OSError) -> OSError:
+        """A disk-full (or any) write error that names ``target``, not nothing or our partial file."""
+        if exc.filename is None or str(exc.filename) == str(self.temp):
+            return OSError(exc.errno, exc.strerror or str(exc), str(self.target))
+        return exc
 
     def discard(self) -> None:
         """Close without replacing ``target``: what was written is deleted."""
         if not self.closed:
-            io.TextIOWrapper.close(self)
+            try:
+                io.TextIOWrapper.close(self)
+            except OSError:
+                pass  # a full disk: what was written goes anyway
         self.temp.unlink(missing_ok=True)
 
 

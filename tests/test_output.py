@@ -180,6 +180,50 @@ def test_two_writers_of_one_output_file_never_interleave(tmp_path):
     assert Path("/dev/null").exists() and not Path("/dev/null").is_file()
 
 
+def test_partial_files_left_by_a_killed_run_are_swept_at_the_next_start(tmp_path):
+    import os
+    import subprocess
+    import time
+
+    from deepfake_cli.output import partial_path
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    target = tmp_path / "report.csv"
+    stale = tmp_path / f".report.partial-{dead.pid}-0a1b2c3d.csv"
+    recent = tmp_path / f".report.partial-{dead.pid}-11111111.csv"
+    live = tmp_path / f".report.partial-{os.getppid()}-22222222.csv"
+    other = tmp_path / f".other.partial-{dead.pid}-33333333.csv"
+    for p in (stale, recent, live, other):
+        p.write_text("half")
+    old = time.time() - 3600
+    for p in (stale, live, other):
+        os.utime(p, (old, old))
+    partial_path(target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (recent, live, other))
+
+
+@pytest.mark.parametrize("text", ["a,b\n", "x" * 2**20])
+def test_a_full_disk_while_writing_out_names_the_file(tmp_path, text):
+    """The file's descriptor is made /dev/full's: every write to it is ENOSPC, as on a full disk."""
+    import errno
+    import os
+
+    from deepfake_cli.output import finish_output, open_output_file
+
+    target = tmp_path / "out.csv"
+    stream = open_output_file(target)
+    full = os.open("/dev/full", os.O_WRONLY)
+    os.dup2(full, stream.buffer.fileno())
+    os.close(full)
+    with pytest.raises(OSError) as info:
+        stream.write(text)
+        stream.flush()
+    assert info.value.filename == str(target) and info.value.errno == errno.ENOSPC
+    finish_output(stream, False)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_atomic_path_replaces_the_target_whole_or_leaves_it_as_it_was(tmp_path):
     from deepfake_cli.output import atomic_path, atomic_write_text
 

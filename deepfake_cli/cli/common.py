@@ -141,6 +141,11 @@ def note_no_match(pattern: str) -> None:
     stderr.print(f"[yellow]note:[/] no file matches {escape(pattern)}")
 
 
+def note_source(message: str) -> None:
+    """For ``expand_sources``: a pipe skipped in a folder, a folder with nothing to scan."""
+    stderr.print(f"[yellow]note:[/] {escape(message)}")
+
+
 def escape(text: str) -> str:
     from rich.markup import escape as _escape
 

@@ -34,6 +34,7 @@ from deepfake_cli.cli.common import (
     face_overrides,
     handle_errors,
     note_no_match,
+    note_source,
     prepare_runtime,
     plural,
     stderr,
@@ -120,7 +121,7 @@ def run_gradcam(cfg, sources: list[str], fmt: str, out_dir: Optional[Path] = Non
     layer = gc.layer or default_layer(classifier.arch)
     find_layer(classifier.model, layer)
     pipeline = FacePipeline.from_config(classifier, cfg)
-    paths = list(expand_sources(sources, extensions=IMAGE_EXTENSIONS, on_no_match=note_no_match))
+    paths = list(expand_sources(sources, extensions=IMAGE_EXTENSIONS, on_no_match=note_no_match, on_note=note_source))
     if not paths:
         raise NoInputsError(f"no image files found in: {' '.join(sources)}")
 

@@ -39,6 +39,7 @@ from deepfake_cli.cli.common import (
     load_classifier,
     note_no_match,
     plural,
+    note_source,
     ray_overrides,
     stderr,
 )
@@ -121,7 +122,7 @@ def run_predict(cfg, sources: list[str], fmt: str, out: Optional[Path], fail_on_
 
     try:
         # Sources expand lazily (a huge folder, stdin): look at the first before loading the model.
-        found = checked(expand_sources(sources, on_no_match=note_no_match))
+        found = checked(expand_sources(sources, on_no_match=note_no_match, on_note=note_source))
         first = next(found, None)
         if first is None:
             raise NoInputsError(f"no image or video files found in: {' '.join(sources)}")

@@ -36,6 +36,9 @@ def serve(
     device: Optional[str] = DeviceOption,
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for inference per worker."),
     log_level: Optional[str] = typer.Option(None, "--log-level", help="debug, info, warning or error."),
+    timeout_keep_alive: Optional[float] = typer.Option(None, "--timeout-keep-alive", help=f"Seconds an idle connection (new, or between requests) stays open (default {default_of('serve.timeout_keep_alive')})."),
+    limit_concurrency: Optional[int] = typer.Option(None, "--limit-concurrency", help=f"Connections and requests at once; beyond it requests get 503 (default {default_of('serve.limit_concurrency')}; 0: no limit)."),
+    backlog: Optional[int] = typer.Option(None, "--backlog", help=f"Connections the system queues for the server to accept (default {default_of('serve.backlog')})."),
 ) -> None:
     """Serve the detector over HTTP: a web page at /, the API at /predict, /predict/video,
     /gradcam, /models and /health, and its documentation at /docs and /redoc.
@@ -58,6 +61,9 @@ def serve(
                 "runtime.device": device,
                 "runtime.num_threads": threads,
                 "runtime.log_level": log_level,
+                "serve.timeout_keep_alive": timeout_keep_alive,
+                "serve.limit_concurrency": limit_concurrency,
+                "serve.backlog": backlog,
             },
         )
         run_server(cfg)
@@ -142,6 +148,7 @@ def run_server(cfg) -> None:
         "log_level": cfg.runtime.log_level,
         "log_config": _log_config(),
         "timeout_graceful_shutdown": 10,
+        **connection_options(sc),
     }
     if sc.workers == 1:
         prepare_runtime(cfg)
@@ -164,6 +171,20 @@ def run_server(cfg) -> None:
     uvicorn.run("deepfake_cli.serve.app:app_from_env", factory=True, workers=sc.workers, **common)
 
 
+def connection_options(sc) -> dict:
+    """uvicorn.Config's connection limits from ``[serve]``: idle connections closed (new ones
+    too), requests at once, the listen backlog, the size of a request head."""
+    from deepfake_cli.serve.protocol import PROTOCOL
+
+    return {
+        "http": PROTOCOL,
+        "timeout_keep_alive": sc.timeout_keep_alive,
+        "limit_concurrency": sc.limit_concurrency or None,
+        "backlog": sc.backlog,
+        "h11_max_incomplete_event_size": sc.max_header_bytes,
+    }
+
+
 def _log_config() -> dict:
     """uvicorn's logging, with access lines on stderr too (stdout is for results) and our logger."""
     import copy
@@ -173,6 +194,10 @@ def _log_config() -> dict:
     config = copy.deepcopy(LOGGING_CONFIG)
     config["handlers"]["access"]["stream"] = "ext://sys.stderr"
     config["loggers"]["dfdetect"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    config.setdefault("filters", {})["accept_errors"] = {"()": "deepfake_cli.serve.protocol.AcceptErrorFilter"}
+    config["filters"]["access_query"] = {"()": "deepfake_cli.serve.protocol.AccessLogQueryFilter"}
+    config["handlers"]["access"]["filters"] = ["access_query"]
+    config["loggers"]["asyncio"] = {"handlers": ["default"], "level": "WARNING", "propagate": False, "filters": ["accept_errors"]}
     return config
 
 

@@ -36,6 +36,7 @@ from deepfake_cli.cli.common import (
     load_classifier,
     note_no_match,
     plural,
+    note_source,
     ray_overrides,
     stderr,
 )
@@ -147,7 +148,7 @@ def run_video(cfg, sources: list[str], out: Optional[Path], annotate: Optional[P
         video_pipeline,
     )
 
-    paths = list(expand_sources(sources, VIDEO_EXTENSIONS, on_no_match=note_no_match))
+    paths = list(expand_sources(sources, VIDEO_EXTENSIONS, on_no_match=note_no_match, on_note=note_source))
     if not paths:
         raise NoInputsError(f"no video files found in: {' '.join(sources)}")
     targets = annotation_targets(annotate, paths)

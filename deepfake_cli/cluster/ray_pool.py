@@ -4,8 +4,9 @@ What runs where. The driver (the ``dfdetect`` process) expands the sources exact
 local run does, cuts them into tasks and hands them to a pool of Ray actors
 (:class:`ray.util.ActorPool`). Each actor holds ONE face pipeline, loaded from the same
 config and checkpoint as a local run, and computes with the same library functions a
-local run uses (:func:`~deepfake_cli.video.predict_paths`, :func:`~deepfake_cli.video.scan_video`,
-:class:`~deepfake_cli.extract.VideoExtractor`). Results come back in input order and the
+local run uses (:func:`~deepfake_cli.inference.video.predict_paths`,
+:func:`~deepfake_cli.inference.video.scan_video`,
+:class:`~deepfake_cli.data.extract.VideoExtractor`). Results come back in input order and the
 driver writes them through the same writers, so stdout, ``--out``, exit codes and error
 rows are those of a local run. Extraction workers return each video's crops (JPEG bytes)
 and manifest; the driver writes the crops and then the manifest, as the local extractor
@@ -490,7 +491,7 @@ def predict_records(paths: Iterable[Any], cfg: Config, note: Note | None = None)
 class VideoScans:
     """``dfdetect video`` scans on Ray actors, all videos queued at once, taken in order.
 
-    :meth:`scan` stands in for :func:`~deepfake_cli.video.scan_video` in the local loop:
+    :meth:`scan` stands in for :func:`~deepfake_cli.inference.video.scan_video` in the local loop:
     it replays the worker's per-frame rows into ``on_row`` and raises the same
     :class:`InputFileError` a local scan would, so every writer and error row is the local one.
     """

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import io
 import json
 import logging
 import os
@@ -35,7 +36,7 @@ import torch.nn as nn
 
 from deepfake_cli.inference.classifier import FaceClassifier
 from deepfake_cli.errors import DfdetectError, ExportError, OptionalDependencyError, OutputError, UsageError
-from deepfake_cli.output import ensure_output_dir
+from deepfake_cli.output import atomic_path, ensure_output_dir
 
 EXPORT_FORMATS = ("onnx", "torchscript")
 QUANTIZE_MODES = ("dynamic",)
@@ -147,7 +148,12 @@ def export_torchscript(
     with _quiet(), torch.no_grad():
         # Checked below against PyTorch on real inputs, so trace's own check is skipped.
         scripted = torch.jit.trace(model, example, check_trace=False)
-        torch.jit.save(scripted, str(path), _extra_files={TORCHSCRIPT_METADATA_FILE: json.dumps(metadata)})
+        # Into memory, then written here: torch's own file writer aborts the process (exit 134)
+        # when the disk fills; a Python write raises OSError (ENOSPC) that is reported.
+        buffer = io.BytesIO()
+        torch.jit.save(scripted, buffer, _extra_files={TORCHSCRIPT_METADATA_FILE: json.dumps(metadata)})
+    with open(path, "wb") as fh:
+        fh.write(buffer.getbuffer())
     return path
 
 
@@ -286,25 +292,28 @@ def export_checkpoint(
     batch, input_kind = verification_batch(classifier, crops)
     metadata = export_metadata(classifier)
     model = classifier.model.cpu().eval()
-    try:
-        if fmt == "onnx":
-            export_onnx(model, batch[:1], path, metadata, quantize, opset)
-        else:
-            export_torchscript(model, batch[:1], path, metadata, quantize)
-    except DfdetectError:
-        path.unlink(missing_ok=True)
-        raise
-    except Exception as exc:  # exporter, quantizer and ONNX checker errors of every kind
-        path.unlink(missing_ok=True)
-        first = str(exc).strip().splitlines()
-        raise ExportError(f"exporting {classifier.arch} to {fmt} failed: {first[0] if first else type(exc).__name__}") from exc
-    verification = verify_export(classifier, ExportedModel(path, fmt), batch, input_kind, tolerance)
-    if not verification.ok:
-        path.unlink(missing_ok=True)
-        raise ExportError(
-            f"the {fmt} export differs from PyTorch by {verification.max_abs_diff_probs:.2e} in probability "
-            f"(tolerance {tolerance:.0e}); nothing written"
-        )
+    # Written and verified beside --out, then renamed onto it: a full disk, a failed check or
+    # Ctrl-C never leaves a truncated file under the final name, and a file replaced with
+    # --force stays as it was until the new one is whole.
+    with atomic_path(path, keep_suffix=True) as temp:
+        try:
+            if fmt == "onnx":
+                export_onnx(model, batch[:1], temp, metadata, quantize, opset)
+            else:
+                export_torchscript(model, batch[:1], temp, metadata, quantize)
+        except DfdetectError:
+            raise
+        except OSError as exc:  # disk full, no permission: said with the file's name
+            raise ExportError(f"{path}: cannot write the {fmt} export ({exc.strerror or exc})") from exc
+        except Exception as exc:  # exporter, quantizer and ONNX checker errors of every kind
+            first = str(exc).strip().splitlines()
+            raise ExportError(f"exporting {classifier.arch} to {fmt} failed: {first[0] if first else type(exc).__name__}") from exc
+        verification = verify_export(classifier, ExportedModel(temp, fmt), batch, input_kind, tolerance)
+        if not verification.ok:
+            raise ExportError(
+                f"the {fmt} export differs from PyTorch by {verification.max_abs_diff_probs:.2e} in probability "
+                f"(tolerance {tolerance:.0e}); nothing written"
+            )
     ckpt_path = Path(checkpoint)
     return ExportResult(
         source=str(checkpoint),

@@ -268,8 +268,44 @@ class AnnotatedVideoWriter:
         if self._writer is None:
             raise InputFileError(f"{self.path}: no frame to write")
         self._writer.release()
+        self._writer = None
+        problem = self._check_written()
+        if problem is not None:
+            # OpenCV's writer swallows write errors (ENOSPC): a full disk left a file without
+            # its moov atom and exit 0. That video's error; the partial file goes.
+            self.partial.unlink(missing_ok=True)
+            raise InputFileError(f"{self.path}: the annotated copy was not written whole ({problem})")
         os.replace(self.partial, self.path)
         return self.path
+
+    def _check_written(self) -> str | None:
+        """Why the partial file is not the video written (a full disk), or ``None``: its frame
+        count read back from the container's header must be the number of frames written."""
+        import shutil
+
+        def reason(what: str) -> str:
+            try:
+                full = shutil.disk_usage(self.partial.parent).free < 2**20
+            except OSError:
+                full = False
+            return what + ("; no space left on the disk" if full else "")
+
+        try:
+            size = self.partial.stat().st_size
+        except OSError as exc:
+            return reason(f"cannot read it back: {exc.strerror or exc}")
+        if size == 0:
+            return reason("0 bytes written")
+        cap = cv2.VideoCapture(str(self.partial))
+        try:
+            if not cap.isOpened():
+                return reason(f"{size:,} bytes that do not open as a video")
+            count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        finally:
+            cap.release()
+        if count != self.frames:
+            return reason(f"{count} of {self.frames} frames read back")
+        return None
 
     def abort(self) -> None:
         if self._writer is not None:

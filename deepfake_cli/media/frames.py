@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from deepfake_cli.errors import InputFileError, UsageError
+from deepfake_cli.media.images import missing_reason, special_file_kind
 
 # libav prints its own lines ("moov atom not found") over progress bars; the
 # InputFileError raised here says what failed. Read by OpenCV at its first capture;
@@ -65,9 +66,13 @@ def open_video(path: str | os.PathLike[str], threads: int | None = None) -> cv2.
     """
     p = Path(path)
     if not p.exists():
-        raise InputFileError(f"{path}: no such file")
+        raise InputFileError(f"{path}: {missing_reason(p)}")
     if p.is_dir():
         raise InputFileError(f"{path}: is a directory")
+    special = special_file_kind(p)
+    if special is not None:
+        # FFmpeg would block opening a named pipe with no writer, and needs to seek anyway.
+        raise InputFileError(f"{path}: {special}, not a regular file: videos are read from files")
     if p.stat().st_size == 0:
         raise InputFileError(f"{path}: empty file (0 bytes)")
     if not os.access(p, os.R_OK):

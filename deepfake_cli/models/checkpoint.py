@@ -8,6 +8,7 @@ training config, metrics and data provenance.
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 from datetime import datetime, timezone
@@ -83,12 +84,28 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 
 def save_checkpoint(checkpoint: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Write atomically: a temporary file in the same folder, then rename."""
+    """Write atomically: a temporary file in the same folder, then rename.
+
+    The file gets the umask's mode like any other (not mkstemp's 0600). A full disk or any
+    other failure to write is a :class:`CheckpointError` naming ``path``, and the file that
+    was there (a run's previous ``best.pt``/``last.pt``) is left as it was.
+    """
     path = Path(path)
-    with atomic_path(path) as tmp, open(tmp, "xb") as fh:
-        torch.save(dict(checkpoint), fh)
-        fh.flush()
-        os.fsync(fh.fileno())
+    try:
+        # Serialised in memory first: torch's own writer turns ENOSPC into a RuntimeError
+        # (inline_container, "PytorchStreamWriter failed") with chained tracebacks. The
+        # temporary file is a partial one (keep_suffix), which a later save sweeps if the
+        # process writing it was killed.
+        buffer = io.BytesIO()
+        torch.save(dict(checkpoint), buffer)
+        with atomic_path(path, keep_suffix=True) as tmp, open(tmp, "xb") as fh:
+            fh.write(buffer.getbuffer())
+            fh.flush()
+            os.fsync(fh.fileno())
+    except (OSError, RuntimeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else _first_line(exc)
+        reason = reason.split("] . ", 1)[-1] if reason.startswith("[enforce fail") else reason
+        raise CheckpointError(f"{path}: cannot write the checkpoint ({reason}); nothing was replaced") from exc
     return path
 
 

@@ -39,6 +39,7 @@ from deepfake_cli.serve.uploads import (
     IMAGE,
     VIDEO,
     BodyLimitMiddleware,
+    UploadStorageFull,
     UnsupportedMediaType,
     body_limit,
     check_media,
@@ -102,6 +103,7 @@ def create_app(classifier_or_checkpoint: FaceClassifier | str | os.PathLike[str]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
+        service.open()  # the upload folder, now that the server runs
         try:
             yield
         finally:  # running scans stop; uploads left by them go with the server's upload folder
@@ -319,6 +321,11 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(UnsupportedMediaType)
     async def unsupported(request: Request, exc: UnsupportedMediaType) -> JSONResult:
         return error(415, str(exc))
+
+    @app.exception_handler(UploadStorageFull)
+    async def storage_full(request: Request, exc: UploadStorageFull) -> JSONResult:
+        log.error("%s %s: %s", request.method, request.url.path, exc.strerror)
+        return error(507, str(exc.strerror), {"Retry-After": "60"})
 
     @app.exception_handler(ScanCancelled)
     async def cancelled(request: Request, exc: ScanCancelled) -> JSONResult:

@@ -78,12 +78,27 @@ class DetectorService:
         self._installed: list[dict[str, Any]] | None = None
         # Set when the server shuts down: running video scans stop at their next frame.
         self.stopping = threading.Event()
-        self.upload_dir = make_upload_dir(cfg.serve.upload_dir)
+        # Made when the server starts (the app's lifespan) or at first use, not here: an app
+        # whose lifespan never runs (tests, an app built and dropped) left an empty folder.
+        check_upload_parent(cfg.serve.upload_dir)
+        self._upload_dir: Path | None = None
+
+    @property
+    def upload_dir(self) -> Path:
+        if self._upload_dir is None:
+            self._upload_dir = make_upload_dir(self.cfg.serve.upload_dir)
+        return self._upload_dir
+
+    def open(self) -> None:
+        """At start-up: this server's upload folder."""
+        self.upload_dir  # noqa: B018 - made now
 
     def close(self) -> None:
         """Stop running scans and remove this server's upload folder (and any upload left in it)."""
         self.stopping.set()
-        shutil.rmtree(self.upload_dir, ignore_errors=True)
+        if self._upload_dir is not None:
+            shutil.rmtree(self._upload_dir, ignore_errors=True)
+            self._upload_dir = None
 
     @contextlib.contextmanager
     def _slot(self):
@@ -265,14 +280,52 @@ def encode_png(rgb: np.ndarray) -> bytes:
     return buffer.tobytes()
 
 
+def check_upload_parent(parent: str | None) -> None:
+    """:class:`ConfigError` unless ``parent`` (default: the system temp folder) is a folder
+    where this server could make its upload folder."""
+    where = parent or tempfile.gettempdir()
+    if not os.path.isdir(where):
+        raise ConfigError(f"serve.upload_dir: cannot make a folder in {where}: not a folder (or missing)")
+    if not os.access(where, os.W_OK | os.X_OK):
+        raise ConfigError(f"serve.upload_dir: cannot make a folder in {where}: permission denied")
+
+
 def make_upload_dir(parent: str | None) -> Path:
     """A folder of this server's own for uploads being scanned, in ``parent`` (default: the
     system temp folder); removed at shutdown, so no upload outlives the server."""
+    sweep_stale_upload_dirs(parent)
     try:
-        return Path(tempfile.mkdtemp(prefix="dfdetect-uploads-", dir=parent))
+        return Path(tempfile.mkdtemp(prefix=f"dfdetect-uploads-{os.getpid()}-", dir=parent))
     except OSError as exc:
         raise ConfigError(f"serve.upload_dir: cannot make a folder in {parent or tempfile.gettempdir()}: "
                           f"{exc.strerror or exc}") from None
+
+
+def sweep_stale_upload_dirs(parent: str | None) -> list[Path]:
+    """Remove ``dfdetect-uploads-PID-*`` folders (and the uploads in them) left in ``parent``
+    by a server that was killed (SIGKILL): its process is gone and the folder is older than a
+    minute. Folders without a process id (older versions) are left alone."""
+    from deepfake_cli.output import STALE_PARTIAL_SECONDS, pid_alive
+
+    removed = []
+    try:
+        entries = list(os.scandir(parent or tempfile.gettempdir()))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith("dfdetect-uploads-"):
+            continue
+        pid_text = entry.name[len("dfdetect-uploads-"):].split("-", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid() or pid_alive(int(pid_text)):
+            continue
+        try:
+            if not entry.is_dir(follow_symlinks=False) or time.time() - entry.stat().st_mtime < STALE_PARTIAL_SECONDS:
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        removed.append(Path(entry.path))
+    return removed
 
 
 def without_paths(value: Any) -> Any:

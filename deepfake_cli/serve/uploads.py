@@ -163,12 +163,33 @@ def spooled_to_temp_file(source: BinaryIO, suffix: str, directory: str | os.Path
     """
     if suffix not in MEDIA_EXTENSIONS:
         raise ValueError(f"suffix {suffix!r} is not an allow-listed media extension")
-    fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=suffix, dir=directory)
+    try:
+        fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=suffix, dir=directory)
+    except OSError as exc:
+        raise _storage_error(exc) from exc
     path = Path(name)
     try:
-        with os.fdopen(fd, "wb") as out:
-            source.seek(0)
-            shutil.copyfileobj(source, out, COPY_CHUNK)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                source.seek(0)
+                shutil.copyfileobj(source, out, COPY_CHUNK)
+        except OSError as exc:
+            raise _storage_error(exc) from exc
         yield path
     finally:
         path.unlink(missing_ok=True)
+
+
+class UploadStorageFull(OSError):
+    """The server's upload folder has no room for an upload (HTTP 507)."""
+
+
+def _storage_error(exc: OSError) -> OSError:
+    import errno
+
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return UploadStorageFull(
+            exc.errno, f"no room for the upload in the server's upload folder ({exc.strerror}); "
+            "try a smaller file or later, or ask the operator to free space in serve.upload_dir"
+        )
+    return exc

@@ -119,3 +119,79 @@ def test_without_the_serve_extra_it_says_what_to_install(sepcnn_ckpt, monkeypatc
     result = runner.invoke(app, ["serve", "-m", str(sepcnn_ckpt)])
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert "dfdetect serve needs uvicorn: pip install 'dfdetect[serve]'" in result.stderr
+
+
+def test_connection_limits_reach_uvicorn_config(sepcnn_ckpt, monkeypatch):
+    import uvicorn
+
+    import deepfake_cli.cli.serve_cmd as serve_cmd
+    from deepfake_cli.serve.protocol import IdleClosingH11Protocol
+
+    seen = {}
+    monkeypatch.setattr(serve_cmd, "_run_until_stopped", lambda app, service, options: seen.update(options, app=app))
+    monkeypatch.setenv("DFDETECT_SERVE_MAX_HEADER_BYTES", "4096")
+    result = runner.invoke(app, ["serve", "--model", str(sepcnn_ckpt), "--port", "0", "--no-detect",
+                                 "--timeout-keep-alive", "2.5", "--limit-concurrency", "7", "--backlog", "50"])
+    assert result.exit_code == 0, result.stderr
+    config = uvicorn.Config(seen.pop("app"), **seen)
+    assert (config.timeout_keep_alive, config.limit_concurrency, config.backlog) == (2.5, 7, 50)
+    assert config.h11_max_incomplete_event_size == 4096
+    config.load()
+    assert config.http_protocol_class is IdleClosingH11Protocol
+
+
+def test_an_idle_connection_is_closed_and_health_still_answers(sepcnn_ckpt):
+    """uvicorn's keep-alive timer starts only after a response: a socket that never sent a
+    request was held forever (250 of them exhausted the server's file descriptors)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    with LocalServer(["--model", str(sepcnn_ckpt), "--no-detect", "--timeout-keep-alive", "1"]) as url:
+        address = urlsplit(url)
+        idle = [socket.create_connection((address.hostname, address.port), timeout=10) for _ in range(20)]
+        start = time.monotonic()
+        try:
+            assert all(s.recv(1) == b"" for s in idle)  # closed by the server, not by the 10 s timeout
+            assert time.monotonic() - start < 8
+            assert httpx.get(url.rstrip("/") + "/health", timeout=30).status_code == 200
+        finally:
+            for s in idle:
+                s.close()
+
+
+def test_idle_sockets_at_the_concurrency_limit_make_room_for_a_request(sepcnn_ckpt):
+    """At limit_concurrency, a new connection closes the longest-idle ones: /health is 200, not 503."""
+    import socket
+    from urllib.parse import urlsplit
+
+    with LocalServer(["--model", str(sepcnn_ckpt), "--no-detect", "--limit-concurrency", "10",
+                      "--timeout-keep-alive", "30"]) as url:
+        address = urlsplit(url)
+        idle = [socket.create_connection((address.hostname, address.port), timeout=10) for _ in range(30)]
+        try:
+            start = time.monotonic()
+            assert httpx.get(url.rstrip("/") + "/health", timeout=10).status_code == 200
+            assert time.monotonic() - start < 5
+        finally:
+            for s in idle:
+                s.close()
+
+
+def test_the_access_log_cuts_long_query_strings():
+    import io
+    import logging
+    import logging.config
+
+    from deepfake_cli.cli.serve_cmd import _log_config
+
+    config = _log_config()
+    stream = io.StringIO()
+    config["handlers"]["access"]["stream"] = stream
+    logging.config.dictConfig(config)
+    try:
+        logging.getLogger("uvicorn.access").info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5", "GET", "/health?" + "a" * 5000, "1.1", 200)
+        logging.getLogger("uvicorn.access").info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5", "GET", "/health?x=1", "1.1", 200)
+    finally:
+        logging.config.dictConfig({"version": 1, "disable_existing_loggers": False})
+    first, second = stream.getvalue().splitlines()
+    assert len(first) < 300 and "...[4900 more]" in first and '/health?x=1 HTTP/1.1" 200' in second

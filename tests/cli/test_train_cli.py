@@ -129,3 +129,36 @@ def test_resume_with_changed_options_is_a_usage_error(trained):
     assert result.exit_code == 2 and "--resume continues the run" in result.stderr
     done = runner.invoke(app, ["train", "--resume", trained["last"]])
     assert done.exit_code == 2 and "trained through epoch 2 (--epochs 2); pass --epochs above 2" in " ".join(done.stderr.split())
+
+
+def test_a_full_disk_at_a_checkpoint_is_one_line_and_keeps_the_previous_ones(tmp_path, monkeypatch):
+    """torch's writer raises RuntimeError (inline_container) for ENOSPC: exit 1, no traceback."""
+    need_shared(FFPP_FACES)
+    real_save, calls = torch.save, []
+
+    def save(obj, f, *args, **kwargs):
+        calls.append(1)
+        if len(calls) > 2:  # epoch 1's best.pt and last.pt are written, then the disk is full
+            f.write(b"PK\x03\x04 half")
+            raise RuntimeError("[enforce fail at inline_container.cc:778] . PytorchStreamWriter failed writing file data/0: file write failed")
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save)
+    threads = torch.get_num_threads()
+    result = runner.invoke(app, [
+        "train", "--data", str(FFPP_FACES), "--arch", "cnn_small", "--input-size", "32", "--epochs", "2",
+        "--limit-per-class", "8", "-b", "8", "--workers", "0", "--threads", "1", "--project", str(tmp_path),
+        "--name", "full", "--select-metric", "loss",
+    ])  # fmt: skip
+    torch.set_num_threads(threads)
+    assert result.exit_code == 1, result.stderr
+    assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "cannot write the checkpoint (PytorchStreamWriter failed" in " ".join(result.stderr.split())
+    run = tmp_path / "full"
+    assert str(run) in " ".join(result.stderr.split())
+    monkeypatch.setattr(torch, "save", real_save)
+    last = torch.load(run / "last.pt", weights_only=False)
+    assert last["train_state"]["epoch"] == 1
+    assert torch.load(run / "best.pt", weights_only=False)["metrics"]["epoch"] == 1
+    assert not [p.name for p in run.iterdir() if ".partial-" in p.name]

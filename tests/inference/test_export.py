@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -112,3 +114,61 @@ def test_onnx_export_of_the_shipped_default_model(tmp_path, face_crops):
     assert v.ok and v.inputs == 6 and v.label_agreement == 1.0 and v.max_abs_diff_probs < 1e-4
     batch, reference = pytorch_logits(ckpt, face_crops)
     assert np.abs(ExportedModel(tmp_path / "default.onnx")(batch.numpy()) - reference).max() < 1e-4
+def _failing_jit_save(seen, exc):
+    """torch.jit.save writing half of what it would, then failing (a disk filling up)."""
+    real = torch.jit.save
+
+    def fake(module, f, _extra_files=None):
+        import io
+
+        buf = io.BytesIO()
+        real(module, buf, _extra_files=_extra_files)
+        half = buf.getvalue()[: len(buf.getvalue()) // 2]
+        if isinstance(f, (str, bytes)) or hasattr(f, "__fspath__"):
+            with open(f, "wb") as fh:
+                fh.write(half)
+        else:
+            f.write(half)
+        seen.append(sorted(p.name for p in seen_dir[0].iterdir()))
+        raise exc
+
+    seen_dir = []
+    return fake, seen_dir
+
+
+@pytest.mark.parametrize("exc, error, needle", [
+    (RuntimeError("[enforce fail at inline_container.cc:626] . PytorchStreamWriter failed writing file data/0"),
+     ExportError, "failed"),
+    (OSError(28, "No space left on device"), ExportError, "model.torchscript: cannot write the torchscript export (No space left on device)"),
+])
+def test_a_failed_torchscript_save_never_leaves_a_file_under_the_final_name(tmp_path, sepcnn_ckpt, monkeypatch,
+                                                                             exc, error, needle):
+    out = tmp_path / "model.torchscript"
+    seen: list = []
+    fake, seen_dir = _failing_jit_save(seen, exc)
+    seen_dir.append(tmp_path)
+    monkeypatch.setattr(torch.jit, "save", fake)
+    with pytest.raises(error, match=re.escape(needle)):
+        export_checkpoint(sepcnn_ckpt, "torchscript", out)
+    # While it was being written (where a real full disk aborts torch's writer, exit 134), the
+    # final name did not exist; afterwards nothing is left, under any name.
+    assert "model.torchscript" not in seen[0]
+    assert list(tmp_path.iterdir()) == []
+    # A file replaced with --force is kept whole when the new one fails.
+    out.write_bytes(b"previous export")
+    with pytest.raises(error):
+        export_checkpoint(sepcnn_ckpt, "torchscript", out, force=True)
+    assert out.read_bytes() == b"previous export" and list(tmp_path.iterdir()) == [out]
+
+
+def test_a_replaced_torchscript_export_is_whole_and_has_the_umask_mode(tmp_path, sepcnn_ckpt):
+    import os
+
+    out = tmp_path / "model.torchscript"
+    out.write_bytes(b"previous export")
+    export_checkpoint(sepcnn_ckpt, "torchscript", out, force=True)
+    assert ExportedModel(out).metadata["arch"] == "sepcnn"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask
+    assert [p.name for p in tmp_path.iterdir()] == ["model.torchscript"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import defaultdict
@@ -357,6 +358,77 @@ def test_two_annotated_writers_of_one_path_do_not_share_their_partial_file(tmp_p
     second.close()
     first.close()
     assert video_info(target).frame_count == 3 and [p.name for p in tmp_path.iterdir()] == [target.name]
+
+
+class _LosingWriter:
+    """An OpenCV writer on a disk that fills up: frames after the first ``keep`` are lost
+    without a word, and ``truncate`` cuts the file at release (no moov atom)."""
+
+    def __init__(self, real, keep, truncate=None, path=None):
+        self.real, self.keep, self.truncate, self.path, self.n = real, keep, truncate, path, 0
+
+    def write(self, frame):
+        self.n += 1
+        if self.n <= self.keep:
+            self.real.write(frame)
+
+    def release(self):
+        self.real.release()
+        if self.truncate is not None:
+            with open(self.path, "r+b") as fh:
+                fh.truncate(self.truncate)
+
+    def isOpened(self):
+        return self.real.isOpened()
+
+
+@pytest.mark.parametrize("keep, truncate, needle", [
+    (4, None, "4 of 10 frames read back"),
+    (10, 200, "200 bytes that do not open as a video"),
+    (10, 0, "0 bytes written"),
+])
+def test_an_annotated_copy_not_written_whole_is_an_error_and_removed(tmp_path, keep, truncate, needle):
+    """OpenCV's writer swallows ENOSPC: close() reads back what was written before the rename."""
+    from deepfake_cli.media.annotate import AnnotatedVideoWriter
+
+    target = tmp_path / "clip.annotated.mp4"
+    writer = AnnotatedVideoWriter(target, 10.0, (64, 48))
+    writer._writer = _LosingWriter(writer._writer, keep, truncate, writer.partial)
+    for i in range(10):
+        writer.write(np.full((48, 64, 3), 20 * i, np.uint8))
+    with pytest.raises(InputFileError, match=f"clip.annotated.mp4: the annotated copy was not written whole \\({needle}"):
+        writer.close()
+    assert list(tmp_path.iterdir()) == []
+    # Written whole, it is checked the same way and appears.
+    ok = AnnotatedVideoWriter(target, 10.0, (64, 48))
+    for i in range(10):
+        ok.write(np.full((48, 64, 3), 20 * i, np.uint8))
+    assert ok.close() == target and video_info(target).frame_count == 10
+
+
+def test_a_full_disk_while_annotating_is_that_videos_error_row_and_exit_1(sepcnn_ckpt, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import deepfake_cli.media.annotate as annotate
+    from deepfake_cli.cli.app import app
+
+    need_shared(ORIGINAL_004)
+    real_open = annotate.AnnotatedVideoWriter._open
+
+    def open_on_a_full_disk(self, size):
+        real_open(self, size)
+        self._writer = _LosingWriter(self._writer, 3, 1000, self.partial)
+
+    monkeypatch.setattr(annotate.AnnotatedVideoWriter, "_open", open_on_a_full_disk)
+    out = tmp_path / "ann.mp4"
+    result = CliRunner().invoke(app, ["video", str(ORIGINAL_004), "--annotate", str(out), "--json", "--model",
+                                      str(sepcnn_ckpt), "--end", "1", "--every", "5"])
+    assert result.exit_code == 1, result.stderr
+    summary = json.loads(result.stdout)
+    summary = summary[0] if isinstance(summary, list) else summary
+    assert summary["status"] == "error" and "the annotated copy was not written whole" in summary["error"]
+    assert "annotated:" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_video_opencv_cannot_annotate_is_that_videos_error(tmp_path, monkeypatch):

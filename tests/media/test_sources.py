@@ -38,3 +38,32 @@ def test_each_file_once_and_globs_that_match_nothing_said(tmp_path, monkeypatch)
                                            "missing.mp4"], on_no_match=unmatched.append)]
     assert got == ["v/a.mp4", "v/b.mkv", "missing.mp4"]
     assert unmatched == ["v/*.nomatch"]
+
+
+def test_pipes_in_folders_and_globs_are_skipped_with_a_note(tmp_path, monkeypatch):
+    """A named pipe in a folder would block the scan forever (open() waits for a writer)."""
+    import os
+
+    monkeypatch.chdir(tmp_path)
+    os.mkdir("d")
+    os.mkfifo("d/a.jpg")
+    touch(tmp_path / "d" / "b.jpg")
+    notes = []
+    assert [str(p) for p in expand_sources(["d"], on_note=notes.append)] == ["d/b.jpg"]
+    assert notes == ["skipped d/a.jpg: a named pipe, not a regular file"]
+    notes.clear()
+    assert [str(p) for p in expand_sources(["d/*.jpg"], on_note=notes.append)] == ["d/b.jpg"]
+    assert notes == ["skipped d/a.jpg: a named pipe, not a regular file"]
+
+
+def test_a_folder_with_nothing_to_scan_is_noted_among_other_inputs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty").mkdir()
+    touch(tmp_path / "empty" / "notes.md")
+    touch(tmp_path / "a.jpg")
+    notes = []
+    assert [str(p) for p in expand_sources(["empty", "a.jpg"], on_note=notes.append)] == ["a.jpg"]
+    assert notes == ["nothing to scan in folder empty"]
+    notes.clear()
+    # Alone, it is the caller's "no image or video files found" error: no note on top of it.
+    assert list(expand_sources(["empty"], on_note=notes.append)) == [] and notes == []

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 
 import pytest
 import torch
@@ -21,7 +22,7 @@ def test_round_trip(tmp_path):
         threshold=0.37, config={"train": {"epochs": 1}}, metrics={"val_auc": 0.8}, provenance={"data": "x"},
     )
     path = save_checkpoint(ckpt, tmp_path / "sub" / "m.pt")
-    assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
+    assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp") or ".partial-" in p.name]
     loaded = load_checkpoint(path)
     for key in ("arch", "model_args", "labels", "threshold", "config", "metrics", "provenance"):
         assert loaded[key] == ckpt[key]
@@ -109,3 +110,39 @@ def test_run_checkpoints_are_named_by_their_run(tmp_path, sepcnn_ckpt):
     assert FaceClassifier.from_checkpoint(run / "best.pt").name == "exp3/best"
     assert checkpoint_label(run / "last.pt") == "exp3/last"
     assert checkpoint_label(tmp_path / "my_detector.pt") == "my_detector"
+
+
+@pytest.mark.parametrize("exc, reason", [
+    (RuntimeError("[enforce fail at inline_container.cc:778] . PytorchStreamWriter failed writing file data/3: file write failed"),
+     "PytorchStreamWriter failed writing file data/3"),
+    (OSError(28, "No space left on device"), "No space left on device"),
+])
+def test_a_failed_save_is_one_error_naming_the_file_and_keeps_the_previous_one(tmp_path, sepcnn_ckpt, monkeypatch,
+                                                                               exc, reason):
+    import torch
+
+    ckpt = load_checkpoint(sepcnn_ckpt)
+    target = tmp_path / "run" / "best.pt"
+    save_checkpoint(ckpt, target)
+    before = target.read_bytes()
+
+    def full_disk(obj, f, *args, **kwargs):
+        f.write(b"PK\x03\x04 half a zip")
+        raise exc
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(CheckpointError, match=re.escape(f"{target}: cannot write the checkpoint ({reason}")):
+        save_checkpoint(ckpt, target)
+    assert target.read_bytes() == before
+    assert [p.name for p in target.parent.iterdir()] == ["best.pt"]
+
+
+def test_a_saved_checkpoint_has_the_umasks_mode(tmp_path, sepcnn_ckpt):
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        path = save_checkpoint(load_checkpoint(sepcnn_ckpt), tmp_path / "last.pt")
+    finally:
+        os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o644

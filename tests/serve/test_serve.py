@@ -611,3 +611,65 @@ def test_a_requests_sampling_replaces_the_servers_configured_one(tmp_path, sepcn
         r = c.post("/predict/video", params={"every": 150}, files=video_upload(data))
         assert r.status_code == 200 and r.json()["sampling"] == {"every": 150}, r.text
         assert c.post("/predict/video", params={"fps": 0.5}, files=video_upload(data)).json()["sampling"] == {"fps": 0.5}
+
+
+def test_the_configured_pixel_limit_is_in_force_above_pillows_own(client, sepcnn_ckpt, upload_dir):
+    """A 9990x9990 PNG (99.8 Mpx) is under the 100 M default though over Pillow's own 89.5 M."""
+    buf = io.BytesIO()
+    Image.new("1", (9990, 9990)).save(buf, "PNG", optimize=False, compress_level=9)
+    cut = buf.getvalue()[: len(buf.getvalue()) // 2]  # nothing large is decoded
+    assert_error(client.post("/predict", files={"file": ("big.png", cut, "image/png")}), 422, "truncated or corrupt")
+    cfg = Config()
+    cfg.serve.upload_dir = str(upload_dir)
+    cfg.predict.max_image_pixels = 50_000_000
+    with _client(create_app(sepcnn_ckpt, cfg)) as small:
+        r = small.post("/predict", files={"file": ("big.png", cut, "image/png")})
+    assert_error(r, 422, "too many pixels (9990x9990 > 50,000,000)")
+
+
+def test_an_app_whose_lifespan_never_runs_makes_no_upload_folder(tmp_path, sepcnn_ckpt):
+    cfg = Config()
+    cfg.serve.upload_dir = str(tmp_path)
+    create_app(sepcnn_ckpt, cfg)
+    assert list(tmp_path.iterdir()) == []  # was an empty dfdetect-uploads-* left behind
+    app = create_app(sepcnn_ckpt, cfg)
+    with _client(app):
+        assert [p.name.startswith("dfdetect-uploads-") for p in tmp_path.iterdir()] == [True]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_upload_folder_is_507_with_the_reason(client, blue_video, upload_dir, monkeypatch):
+    import errno
+    import shutil
+
+    def full_disk(source, out, length=0):
+        out.write(b"\x00" * 10)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copyfileobj", full_disk)
+    r = client.post("/predict/video", files=video_upload(blue_video, "blue.mp4"))
+    assert_error(r, 507, "no room for the upload in the server's upload folder (No space left on device)")
+    assert r.headers["retry-after"] == "60"
+    assert uploads_left(upload_dir) == []
+
+
+def test_upload_folders_of_a_killed_server_are_swept_at_start(tmp_path, sepcnn_ckpt):
+    import os
+    import subprocess
+    import time
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tmp_path / f"dfdetect-uploads-{dead.pid}-abcd1234"
+    stale.mkdir()
+    (stale / "dfdetect-upload-x.mp4").write_bytes(b"an upload")
+    legacy = tmp_path / "dfdetect-uploads-q9x_zz1"  # no process id: an older version's, left alone
+    legacy.mkdir()
+    for p in (stale, legacy):
+        os.utime(p, (time.time() - 3600,) * 2)
+    cfg = Config()
+    cfg.serve.upload_dir = str(tmp_path)
+    with _client(create_app(sepcnn_ckpt, cfg)) as c:
+        own = c.app.state.service.upload_dir
+        assert own.name.startswith(f"dfdetect-uploads-{os.getpid()}-")
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([own.name, legacy.name])
