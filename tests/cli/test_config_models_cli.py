@@ -44,7 +44,7 @@ def test_models_info_names_a_run_checkpoint_as_every_other_command_does(tmp_path
 
 
 def test_models_info_leads_with_a_summary_then_the_card_raw_markdown_in_a_pipe():
-    result = runner.invoke(app, ["models", "info"])
+    result = runner.invoke(app, ["models", "info", "ffpp_mesonet4"])
     assert result.exit_code == 0, result.output
     text = result.stdout
     assert text.startswith("# ffpp_mesonet4: summary\n")
@@ -64,7 +64,7 @@ def test_models_info_on_a_terminal_is_rendered_to_its_width():
     from deepfake_cli.cli.models_cmd import print_markdown
     from deepfake_cli.models.catalog import card_summary, model_info
 
-    info = model_info(None)
+    info = model_info("ffpp_mesonet4")
     buf = io.StringIO()
     print_markdown(card_summary(info) + "\n---\n\n" + info["card_text"], Console(file=buf, width=80, force_terminal=True))
     from rich.text import Text
