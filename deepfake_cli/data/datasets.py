@@ -224,15 +224,21 @@ def carve_val(frame: pd.DataFrame, val_fraction: float, seed: int) -> pd.DataFra
     return frame
 
 
-def _read_metadata(csv_path: Path) -> FaceTable:
-    folder = csv_path.parent
+def _read_csv(csv_path: Path, required: tuple[str, ...], what: str, hint: str = "") -> pd.DataFrame:
+    """A CSV as strings, or one DatasetError saying why it cannot be read or which columns it lacks."""
     try:
         raw = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
     except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise DatasetError(f"{csv_path}: cannot read metadata ({exc})") from exc
-    missing = [c for c in ("path", "label") if c not in raw.columns]
+        raise DatasetError(f"{csv_path}: cannot read {what}({exc})") from exc
+    missing = [c for c in required if c not in raw.columns]
     if missing:
-        raise DatasetError(f"{csv_path}: metadata lacks the column(s) {', '.join(missing)}")
+        raise DatasetError(f"{csv_path}: {what}lacks the column(s) {', '.join(missing)}{hint}")
+    return raw
+
+
+def _read_metadata(csv_path: Path) -> FaceTable:
+    folder = csv_path.parent
+    raw = _read_csv(csv_path, ("path", "label"), "metadata ")
     labels = raw["label"].str.strip().str.lower()
     bad = ~labels.isin(BINARY_LABELS)
     if bad.any():
@@ -322,13 +328,7 @@ def _source_groups(csv_path: Path, frame: pd.DataFrame) -> list[str]:
     Crops are matched by file stem (``abc.jpg`` is video ``abc.mp4``); a crop the file does not
     name keeps its own group.
     """
-    try:
-        raw = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise DatasetError(f"{csv_path}: cannot read ({exc})") from exc
-    missing = [c for c in ("videoname", "original") if c not in raw.columns]
-    if missing:
-        raise DatasetError(f"{csv_path}: lacks the column(s) {', '.join(missing)} (DFDC's videoname,...,original)")
+    raw = _read_csv(csv_path, ("videoname", "original"), "", hint=" (DFDC's videoname,...,original)")
     stem = lambda name: Path(str(name).strip()).stem  # noqa: E731
     source_of = {stem(v): stem(o) if str(o).strip() else stem(v) for v, o in zip(raw["videoname"], raw["original"])}
     groups = []
