@@ -61,6 +61,9 @@ class DataConfig:
     extract_workers: int = 1
     # dfdetect train/evaluate: a balanced subset, at most N crops per class in train (others in proportion).
     limit_per_class: int | None = None
+    # dfdetect train on image folders (--margin auto): measure how their crops are framed with
+    # MTCNN (data/framing_probe.py) and record that, so inference cuts faces the same way.
+    measure_framing: bool = False
 
 
 @dataclass
@@ -480,7 +483,7 @@ def validate(cfg: Config) -> None:
     checks = [
         ("face.min_prob", 0.0 <= cfg.face.min_prob <= 1.0, "must be between 0 and 1"),
         ("face.min_size", cfg.face.min_size >= 0, "must be >= 0"),
-        ("face.margin", cfg.face.margin is None or 0.0 <= cfg.face.margin <= 3.0, "must be between 0 and 3"),
+        ("face.margin", cfg.face.margin is None or -0.5 <= cfg.face.margin <= 3.0, "must be between -0.5 and 3"),
         ("predict.batch_size", cfg.predict.batch_size >= 1, "must be >= 1"),
         ("runtime.num_threads", cfg.runtime.num_threads is None or cfg.runtime.num_threads >= 0, "must be >= 0 (0: torch's default)"),
         ("predict.threshold", cfg.predict.threshold is None or 0.0 <= cfg.predict.threshold <= 1.0, "must be between 0 and 1"),

@@ -17,6 +17,14 @@ TRAIN_EPILOG = (
 )
 
 
+def parse_margin(value: str) -> float:
+    """``--margin``: a number, or ``auto`` (handled by the caller)."""
+    try:
+        return float(value)
+    except ValueError:
+        raise typer.BadParameter(f"expected a number or 'auto', got {value!r}", param_hint="'--margin'") from None
+
+
 def train(
     data: Optional[list[str]] = typer.Option(None, "--data", "-d", help="metadata.csv from 'dfdetect extract' (or its folder), or an image folder <root>/<split?>/<class>/; repeat for several datasets (each split on its own, reported apart)."),
     dataset_weights: Optional[str] = typer.Option(None, "--dataset-weights", help="Comma-separated share of each --data in an epoch's draws (default: by size)."),
@@ -46,7 +54,7 @@ def train(
     split_seed: Optional[int] = typer.Option(None, "--split-seed", help="Seed of that carve-out."),
     methods: Optional[str] = typer.Option(None, "--methods", help="Comma-separated fake methods to keep (reals always kept)."),
     limit_per_class: Optional[int] = typer.Option(None, "--limit-per-class", help="Balanced subset: at most N crops per class in train (others in proportion)."),
-    margin: Optional[float] = typer.Option(None, "--margin", help="Face margin of image-folder crops, recorded for inference (extracted data: from dataset.json)."),
+    margin: Optional[str] = typer.Option(None, "--margin", metavar="FLOAT|auto", help="Face margin of image-folder crops, recorded for inference (extracted data: from dataset.json); auto: measure it with MTCNN on a sample of the crops."),
     square: Optional[bool] = typer.Option(None, "--square/--no-square", help="Whether image-folder crops are square boxes."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of weights, order and augmentation."),
     device: Optional[str] = DeviceOption,
@@ -102,7 +110,8 @@ def train(
         "train.dataset_weights": dataset_weights,
         "train.name": name,
         "train.out_dir": project,
-        "face.margin": margin,
+        "face.margin": None if margin is None or margin == "auto" else parse_margin(margin),
+        "data.measure_framing": True if margin == "auto" else None,
         "face.square": square,
         "runtime.seed": seed,
         "runtime.device": device,

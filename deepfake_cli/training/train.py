@@ -180,6 +180,7 @@ class Trainer:
         if not len(train_split):
             raise DatasetError(f"{dc.root}: the training split is empty")
         self.train_split, self.val_split = train_split, val_split
+        self.framing_probe: dict[str, Any] | None = None  # --margin auto's measurements
         self.framing = self._framing()
 
     def _setup_model(self, resume_ckpt: dict[str, Any] | None) -> None:
@@ -350,11 +351,27 @@ class Trainer:
                     "(dataset.json); that framing is recorded, not --margin/--square"
                 )
             return framing
+        if self.cfg.data.measure_framing:
+            return self._measured_framing()
         defaults = FaceFraming()
         return FaceFraming(
             margin=defaults.margin if fc.margin is None else fc.margin,
             square=defaults.square if fc.square is None else fc.square,
         )
+
+    def _measured_framing(self) -> FaceFraming:
+        """``--margin auto``: the image folders' framing, measured with MTCNN on their train crops."""
+        from deepfake_cli.data.framing_probe import probe_crop_framing
+
+        train = self.data["train"].frame
+        by_dataset = {name: rows["path"].tolist() for name, rows in train.groupby("dataset", sort=False)}
+        self.reporter.message(f"measuring the crops' framing with MTCNN ({', '.join(by_dataset)}) ...")
+        pooled, each = probe_crop_framing(by_dataset, seed=self.cfg.runtime.seed)
+        for name, probe in each.items():
+            self.reporter.message(f"  {name}: {probe.describe()}")
+        self.framing_probe = {"pooled": pooled.to_dict(), **{name: p.to_dict() for name, p in each.items()}}
+        self.reporter.message(f"recording the measured framing for inference: margin {pooled.margin}, square True")
+        return FaceFraming(margin=pooled.margin, square=True)
 
     def _optimizer(self) -> torch.optim.Optimizer:
         tc = self.cfg.train
@@ -469,10 +486,10 @@ class Trainer:
             self.reporter.message(
                 f"[yellow]note:[/] --val-fraction {self.cfg.data.val_fraction} is not used: the data has its own val split"
             )
-        if self.data.table.face is None and self.cfg.face.margin is None:
+        if self.data.table.face is None and self.cfg.face.margin is None and not self.cfg.data.measure_framing:
             self.reporter.message(
                 f"[yellow]note:[/] image folders do not say how their faces were cropped; recording margin "
-                f"{self.framing.margin}, square {self.framing.square} for inference (set --margin/--square if they differ)"
+                f"{self.framing.margin}, square {self.framing.square} for inference (set --margin/--square if they differ, or --margin auto to measure it)"
             )
 
     # ------------------------------------------------------------------ loop
@@ -698,7 +715,7 @@ class Trainer:
             model_args={"num_classes": self.num_classes},
             labels=self.labels,
             preprocessing=self.preprocessing,
-            face=self.framing.to_dict(),
+            face={**self.framing.to_dict(), **({"measured": self.framing_probe} if self.framing_probe else {})},
             threshold=threshold,
             config=self.cfg.to_dict(),
             metrics=metrics,
