@@ -14,7 +14,7 @@ import torch.nn as nn
 from deepfake_cli.models.checkpoint import RUN_CHECKPOINT_STEMS, checkpoint_label, load_checkpoint  # noqa: F401 (re-exported)
 from deepfake_cli.faces.framing import RESIZE_INTERPOLATION, FaceFraming
 from deepfake_cli.labels import real_index
-from deepfake_cli.models import load_state, model_entrypoint
+from deepfake_cli.models import build_from_checkpoint
 from deepfake_cli.models.preprocessing import crops_to_batch, norm_tensors, normalize
 from deepfake_cli.inference.verdict import verdict
 
@@ -73,8 +73,7 @@ class FaceClassifier:
     ) -> "FaceClassifier":
         ckpt = source if isinstance(source, dict) else load_checkpoint(source)
         label = name or (checkpoint_label(source) if not isinstance(source, dict) else ckpt["arch"])
-        model = model_entrypoint(ckpt["arch"])(**ckpt["model_args"])
-        load_state(model, ckpt["state_dict"], label)
+        model = build_from_checkpoint(ckpt, label)
         return cls(
             model,
             arch=ckpt["arch"],

@@ -1,6 +1,6 @@
 """Model registry: ``list_models``, ``create_model``, ``get_model_spec``."""
 
-from deepfake_cli.models._factory import check_pretrained, create_model, load_state
+from deepfake_cli.models._factory import build_from_checkpoint, check_pretrained, create_model, load_state
 from deepfake_cli.models._registry import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -24,6 +24,7 @@ __all__ = [
     "get_model_spec",
     "is_model",
     "list_models",
+    "build_from_checkpoint",
     "load_state",
     "model_entrypoint",
     "register_model",

@@ -174,3 +174,33 @@ def test_mobilenet_v2_is_torchvisions_network_without_importing_torchvision():
     code = ("import sys; from deepfake_cli.models import create_model; create_model('mobilenet_v2'); "
             "print('torchvision' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+def test_checkpoint_models_skip_the_random_initialisation(tmp_path, monkeypatch):
+    """Built from a checkpoint, a model is made on the meta device and its weights assigned:
+    no random initialisation is computed on real tensors (time spent only to be overwritten)."""
+    import torch.nn as nn
+
+    from deepfake_cli.inference.classifier import FaceClassifier
+    from deepfake_cli.models import build_from_checkpoint
+
+    model = create_model("mobilenet_v2", num_classes=2)
+    ckpt = {"arch": "mobilenet_v2", "model_args": {"num_classes": 2}, "state_dict": model.state_dict()}
+    touched = []
+    real_init = nn.init.kaiming_normal_
+
+    def recording_init(tensor, *args, **kwargs):
+        touched.append(tensor.is_meta)
+        return real_init(tensor, *args, **kwargs)
+
+    monkeypatch.setattr(nn.init, "kaiming_normal_", recording_init)
+    built = build_from_checkpoint(ckpt, "test")
+    assert touched and all(touched)
+    assert not any(t.is_meta for t in (*built.parameters(), *built.buffers()))
+    for name, tensor in built.state_dict().items():
+        assert torch.equal(tensor, model.state_dict()[name]), name
+    x = torch.rand(1, 3, 96, 96)
+    assert torch.allclose(built.eval()(x), model.eval()(x))
+    classifier = FaceClassifier.from_checkpoint({**ckpt, "labels": ["real", "fake"], "preprocessing": {
+        "input_size": 96, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}})  # fmt: skip
+    assert not any(p.is_meta for p in classifier.model.parameters())
