@@ -35,6 +35,9 @@ CAM_METHOD_NAMES: tuple[str, ...] = typing.get_args(CamMethod)
 # The one place to change the face margin; faces/, models/checkpoint.py and data/extract.py use it.
 DEFAULT_FACE_MARGIN = 0.3
 DEFAULT_FACE_SQUARE = True
+# A verdict is "borderline" when its p_fake is closer than this to the threshold
+# (inference/verdict.py); the classifier carries it beside its threshold.
+DEFAULT_BORDERLINE_BAND = 0.1
 
 
 @dataclass
@@ -138,10 +141,19 @@ class TrainConfig:
 
 @dataclass
 class PredictConfig:
-    """Inference on images (and the classification step of video/serve)."""
+    """Inference on images (and the classification step of video/serve).
+
+    ``borderline_band``: a verdict whose p_fake is closer than this to the threshold
+    (``|p_fake - threshold| < band``, in p_fake units) is marked borderline: ``fake?``/``real?``
+    in terminal tables, ``borderline`` and the signed ``margin`` (p_fake - threshold) in JSON,
+    CSV and the web API. It is still the verdict: counts and exit codes do not change. 0: never.
+    """
 
     batch_size: int = 32
     threshold: float | None = None
+    # A verdict whose p_fake is within this of the threshold (|p_fake - threshold| < band) is
+    # marked borderline (`borderline`, signed `margin`) in every output; 0: never. Exit codes ignore it.
+    borderline_band: float = DEFAULT_BORDERLINE_BAND
     max_image_pixels: int = 100_000_000
 
 
@@ -484,6 +496,7 @@ def validate(cfg: Config) -> None:
         ("predict.batch_size", cfg.predict.batch_size >= 1, "must be >= 1"),
         ("runtime.num_threads", cfg.runtime.num_threads is None or cfg.runtime.num_threads >= 0, "must be >= 0 (0: torch's default)"),
         ("predict.threshold", cfg.predict.threshold is None or 0.0 <= cfg.predict.threshold <= 1.0, "must be between 0 and 1"),
+        ("predict.borderline_band", 0.0 <= cfg.predict.borderline_band <= 1.0, "must be between 0 and 1 (0: never borderline)"),
         ("train.batch_size", cfg.train.batch_size >= 1, "must be >= 1"),
         ("train.epochs", cfg.train.epochs >= 1, "must be >= 1"),
         ("train.lr", cfg.train.lr > 0, "must be > 0"),

@@ -12,6 +12,7 @@ import typer
 
 from deepfake_cli.cli.common import (
     default_of,
+    BorderlineBandOption,
     ConfigOption,
     DeviceOption,
     ModelOption,
@@ -32,6 +33,7 @@ def serve(
     max_upload_mb: Optional[float] = typer.Option(None, "--max-upload-mb", help=f"Largest upload accepted, in MB; bigger ones get 413 (default {default_of('serve.max_upload_mb')})."),
     cors: Optional[bool] = typer.Option(None, "--cors/--no-cors", help=f"Allow cross-origin browser requests from any site (default {default_of('serve.cors')})."),
     threshold: Optional[float] = typer.Option(None, "--threshold", "-t", help="Decision threshold on p_fake (default: the model's calibrated one)."),
+    borderline_band: Optional[float] = BorderlineBandOption,
     no_detect: bool = typer.Option(False, "--no-detect", "--whole-image", help="Uploads are already face crops: skip face detection."),
     device: Optional[str] = DeviceOption,
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for inference per worker."),
@@ -57,6 +59,7 @@ def serve(
                 "serve.max_upload_mb": max_upload_mb,
                 "serve.cors": cors,
                 "predict.threshold": threshold,
+                "predict.borderline_band": borderline_band,
                 "face.detect": False if no_detect else None,
                 "runtime.device": device,
                 "runtime.num_threads": threads,

@@ -12,6 +12,7 @@ import typer
 from deepfake_cli.cli.common import (
     default_of,
     EXIT_CODES_HELP,
+    BorderlineBandOption,
     ConfigOption,
     DeviceOption,
     FormatOption,
@@ -28,6 +29,7 @@ from deepfake_cli.cli.common import (
     RayOption,
     ThreadsOption,
     ThresholdOption,
+    batch_counts,
     batch_exit_code,
     build_config,
     escape,
@@ -35,7 +37,6 @@ from deepfake_cli.cli.common import (
     handle_errors,
     load_classifier,
     note_no_match,
-    plural,
     note_source,
     ray_overrides,
     stderr,
@@ -65,6 +66,7 @@ def video(
         None, "--aggregate", help="How a track's face scores become one: confident (DFDC winner, default), mean or max."
     ),
     threshold: Optional[float] = ThresholdOption,
+    borderline_band: Optional[float] = BorderlineBandOption,
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Faces per classification batch."),
     detect_max_side: Optional[int] = typer.Option(
         None, "--detect-max-side", help=f"Search faces as if frames were shrunk to this longer side: caps the cost, boxes stay full-frame MTCNN's (default {default_of('video.detect_max_side')})."
@@ -113,6 +115,7 @@ def video(
                 "runtime.device": device,
                 "runtime.num_threads": threads,
                 "predict.threshold": threshold,
+                "predict.borderline_band": borderline_band,
                 "predict.batch_size": batch_size,
                 "model.name": model,
                 "video.start": start,
@@ -137,14 +140,17 @@ def run_video(cfg, sources: list[str], out: Optional[Path], annotate: Optional[P
     from deepfake_cli.media.images import VIDEO_EXTENSIONS
     from deepfake_cli.output import check_not_an_input, choose_format, finish_output, format_from_extension, open_output_file
     from deepfake_cli.inference.predict import PredictSummary
+    from deepfake_cli.inference.records import borderline_caption
     from deepfake_cli.media.sources import expand_sources
     from deepfake_cli.inference.video import (
         FRAME_COLUMNS,
         SUMMARY_COLUMNS,
+        SUMMARY_CSV_COLUMNS,
         error_row,
         error_summary,
         flat_summary,
         scan_video,
+        table_summary,
         video_pipeline,
     )
 
@@ -176,7 +182,8 @@ def run_video(cfg, sources: list[str], out: Optional[Path], annotate: Optional[P
             pipeline = video_pipeline(classifier, cfg)
         with _maybe_writer(rows_stream, rows_fmt, FRAME_COLUMNS) as rows, \
                 _maybe_writer(None if summaries_fmt is None else sys.stdout, summaries_fmt, SUMMARY_COLUMNS,
-                              flatten=flat_summary, title="dfdetect video") as summaries:
+                              flatten=flat_summary, table_row=table_summary, csv_columns=SUMMARY_CSV_COLUMNS,
+                              title="dfdetect video") as summaries:
             for path, target in zip(paths, targets):
                 with scan_progress(path) as progress:
                     try:
@@ -190,6 +197,8 @@ def run_video(cfg, sources: list[str], out: Optional[Path], annotate: Optional[P
                 if summaries is not None:
                     summaries.write(summary)
                 report_video(summary)
+            if counts.borderline and summaries is not None:
+                summaries.caption = borderline_caption(cfg.predict.borderline_band)
         complete = True
     finally:
         if ray_scans is not None:
@@ -199,10 +208,7 @@ def run_video(cfg, sources: list[str], out: Optional[Path], annotate: Optional[P
             finish_output(rows_stream, complete)
     if rows_stream is not None and not rows_to_stdout:
         stderr.print(f"wrote {escape(str(out))}")
-    stderr.print(
-        f"{plural(counts.total, 'video')}: {counts.fake} fake, {counts.real} real, "
-        f"{counts.no_face} without a face, {plural(counts.errors, 'error')}"
-    )
+    stderr.print(batch_counts(counts, "video"))
     return batch_exit_code(counts, fail_on_fake)
 
 
@@ -278,7 +284,8 @@ def report_video(summary: dict[str, Any]) -> None:
         verdict = "no face found"
     else:
         colour = "red" if summary["verdict"] == "fake" else "green"
-        verdict = f"[{colour}]{summary['verdict']}[/] (p_fake {summary['p_fake']:.3f}, {summary['aggregate']})"
+        verdict = f"[{colour}]{summary['verdict']}[/] (p_fake {summary['p_fake']:.3f}, {summary['aggregate']}"
+        verdict += f", borderline: margin {summary['margin']:+.3f})" if summary.get("borderline") else ")"
     stderr.print(
         f"{name}: {verdict}, {len(summary['tracks'])} track(s), {summary['face_count']} faces in "
         f"{frames['with_face']}/{frames['sampled']} sampled frames, {timings['total']:.1f} s"

@@ -37,7 +37,8 @@ GRADCAM_VIEWS = ("overlay", "sheet")
 # path) is a temp file of ours, "annotated" and "error" never apply; the rest are set below.
 VIDEO_SUMMARY_KEYS = tuple(
     k for k in records.VIDEO_SUMMARY_KEYS
-    if k not in ("video", "annotated", "error", "status", "verdict", "p_fake", "method", "model", "threshold", "face_count")
+    if k not in ("video", "annotated", "error", "status", "verdict", "borderline", "p_fake", "margin", "method", "model",
+                 "threshold", "face_count")
 )
 
 
@@ -125,6 +126,7 @@ class DetectorService:
             "version": __version__,
             "face_detection": self.pipeline.detector is not None,
             "threshold": self.classifier.threshold,
+            "borderline_band": self.classifier.borderline_band,
             "uptime_s": round(time.time() - self.started, 1),
             "pid": os.getpid(),
             # Uploads being analysed, and how many can be at once (more wait their turn).
@@ -159,12 +161,14 @@ class DetectorService:
             image = load_image(data, max_pixels=self.cfg.predict.max_image_pixels)
             faces = self.pipeline.analyze([image])[0]
         threshold = self.classifier.threshold
-        record = image_record("upload", faces, threshold, self.classifier.name)
+        record = image_record("upload", faces, threshold, self.classifier.name, self.classifier.borderline_band)
         return {
             "status": record["status"],
             **seed_fields(record["p_fake"], threshold),
+            "borderline": record["borderline"],
             "model": self.classifier.name,
             "p_fake": record["p_fake"],
+            "margin": record["margin"],
             "method": record["method"],
             "threshold": threshold,
             "face_count": record["face_count"],
@@ -206,8 +210,10 @@ class DetectorService:
         return {
             "status": summary["status"],
             **seed_fields(summary["p_fake"], threshold),
+            "borderline": summary["borderline"],
             "model": summary["model"],
             "p_fake": summary["p_fake"],
+            "margin": summary["margin"],
             "method": summary["method"],
             "threshold": threshold,
             "face_count": summary["face_count"],

@@ -228,3 +228,30 @@ def test_sigterm_mid_scan_keeps_the_previous_report_and_leaves_no_partial_file(s
     assert report.read_text() == "previous report\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.csv"]  # no partial report or video
 
+
+
+def test_a_borderline_video_is_marked_in_its_summary_tracks_rows_and_table(sepcnn_ckpt, tmp_path):
+    need_shared(ORIGINAL_004)
+    args = ["video", str(ORIGINAL_004), "-m", str(sepcnn_ckpt), "--frames", "3", "--aggregate", "max"]
+    p_fake = json.loads(runner.invoke(app, [*args, "--jsonl"]).stdout)["p_fake"]
+    near = [*args, "--threshold", f"{p_fake - 0.02:.6f}"]
+    rows_csv = tmp_path / "rows.csv"
+    result = runner.invoke(app, [*near, "--jsonl", "--fail-on-fake", "--out", str(rows_csv)])
+    assert result.exit_code == 3, result.output  # fake is fake, borderline or not
+    summary = json.loads(result.stdout)
+    assert summary["verdict"] == "fake" and summary["borderline"] is True
+    assert summary["margin"] == pytest.approx(0.02, abs=2e-6)
+    top = max(summary["tracks"], key=lambda t: t["p_fake"])
+    assert top["borderline"] is True and top["margin"] == pytest.approx(0.02, abs=2e-6)
+    assert "borderline: margin +0.020" in result.stderr and "(1 borderline)" in result.stderr
+    _, rows = read_csv(rows_csv.read_text())
+    faces = [r for r in rows if r["status"] == "face"]
+    assert faces and all(r["borderline"] in ("True", "False") and r["margin"] != "" for r in faces)
+    assert all((r["borderline"] == "True") == (abs(float(r["margin"])) < 0.1) for r in faces)
+    csv_summary = next(csv.DictReader(io.StringIO(runner.invoke(app, [*near, "--format", "csv"]).stdout)))
+    assert csv_summary["verdict"] == "fake" and csv_summary["borderline"] == "True"
+    table = runner.invoke(app, [*near, "--format", "table"], env={"COLUMNS": "80"}).stdout
+    assert "fake?" in table and "?: borderline, p_fake within 0.1 of the threshold" in table, table
+    far = runner.invoke(app, [*args, "--threshold", f"{max(0.0, p_fake - 0.3):.6f}", "--format", "table"],
+                        env={"COLUMNS": "80"})
+    assert "fake?" not in far.stdout and "borderline" not in far.stderr

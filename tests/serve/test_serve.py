@@ -167,7 +167,7 @@ def test_predict_face_photo_matches_the_cli_pipeline(client, sepcnn_ckpt):
     assert data["probabilities"]["real"] + data["probabilities"]["fake"] == pytest.approx(1.0)
     assert data["confidence"] == pytest.approx(max(data["probabilities"].values()))
     face = data["faces"][0]
-    assert set(face) == {"index", "box", "det_prob", "p_fake", "label", "method", "probs"}
+    assert set(face) == {"index", "box", "det_prob", "p_fake", "label", "margin", "borderline", "method", "probs"}
     assert len(face["box"]) == 4 and face["det_prob"] > 0.95
     # The same pipeline as `dfdetect predict`: the same faces and scores.
     pipeline = FacePipeline.from_config(FaceClassifier.from_checkpoint(sepcnn_ckpt), Config())
@@ -202,6 +202,42 @@ def test_threshold_and_multiclass_without_detection(tmp_path, multiclass_ckpt):
     assert data["method"] in ("DeepFakeDetection", "Deepfakes", "Face2Face", "FaceShifter", "FaceSwap", "NeuralTextures")
     assert len(data["faces"][0]["probs"]) == 7 and data["faces"][0]["det_prob"] is None
     assert data["probabilities"]["real"] == pytest.approx(data["faces"][0]["probs"]["original"], abs=1e-5)
+
+
+def test_borderline_verdicts_in_the_apis_json_as_in_the_clis(tmp_path, sepcnn_ckpt):
+    """/predict and /predict/video say how close a verdict is to the threshold, with the CLI's field names."""
+    need_shared(PHOTOS, ORIGINAL_004)
+    from deepfake_cli.serve.schemas import FaceOut, HealthOut, PredictOut, TrackOut, VideoOut
+
+    photo = PHOTOS / "kate_siegel.jpg"
+    cfg = Config()
+    cfg.serve.upload_dir = str(tmp_path)
+    with _client(create_app(sepcnn_ckpt, cfg)) as c:
+        p_fake = c.post("/predict", files=jpeg_upload(photo)).json()["p_fake"]
+        video_p = c.post("/predict/video", params={"frames": 3, "aggregate": "max"},
+                         files=video_upload(ORIGINAL_004.read_bytes(), "004.mp4")).json()["p_fake"]
+    for threshold, borderline in ((p_fake - 0.01, True), (p_fake + 0.03, True), (max(0.0, p_fake - 0.3), False)):
+        cfg.predict.threshold = threshold
+        with _client(create_app(sepcnn_ckpt, cfg)) as c:
+            data = c.post("/predict", files=jpeg_upload(photo)).json()
+            assert c.get("/health").json()["borderline_band"] == 0.1
+        assert data["borderline"] is borderline and data["margin"] == pytest.approx(p_fake - threshold, abs=2e-6)
+        assert data["verdict"] == ("fake" if p_fake >= threshold else "real")  # the verdict is unchanged
+        assert data["faces"][0]["borderline"] is borderline
+    cfg.predict.threshold = video_p + 0.02
+    cfg.predict.borderline_band = 0.05
+    with _client(create_app(sepcnn_ckpt, cfg)) as c:
+        data = c.post("/predict/video", params={"frames": 3, "aggregate": "max"},
+                      files=video_upload(ORIGINAL_004.read_bytes(), "004.mp4")).json()
+        assert c.get("/health").json()["borderline_band"] == 0.05
+    assert data["verdict"] == "real" and data["borderline"] is True and data["margin"] == pytest.approx(-0.02, abs=2e-6)
+    assert {"borderline", "margin"} <= set(data["tracks"][0]) and {"borderline", "margin"} <= set(data["columns"])
+    faces = [row for row in data["rows"] if row["status"] == "face"]
+    assert all(row["borderline"] == (abs(row["margin"]) < 0.05) for row in faces)
+    for model, fields in ((PredictOut, {"borderline", "margin"}), (VideoOut, {"borderline", "margin"}),
+                          (FaceOut, {"borderline", "margin"}), (TrackOut, {"borderline", "margin"}),
+                          (HealthOut, {"borderline_band"})):
+        assert fields <= set(model.model_fields), model
 
 
 # ---------------------------------------------------------------- errors
