@@ -199,6 +199,19 @@ def batch_counts(summary: "Any", noun: str) -> str:
     return line
 
 
+def running_counts(summary: "Any") -> str:
+    """A batch's counts so far, for progress displays: ``4 fake, 3 real (1 borderline), 1 no face, 2 errors``
+    (no face and errors only once there are some)."""
+    counts = f"{summary.fake} fake, {summary.real} real"
+    if summary.borderline:
+        counts += f" ({summary.borderline} borderline)"
+    if summary.no_face:
+        counts += f", {summary.no_face} no face"
+    if summary.errors:
+        counts += f", {plural(summary.errors, 'error')}"
+    return counts
+
+
 def batch_exit_code(summary: "Any", fail_on_fake: bool) -> int:
     """The exit code of a batch from its ``PredictSummary`` counts (see EXIT_CODES_HELP)."""
     if summary.processed == 0:

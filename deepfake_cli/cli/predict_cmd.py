@@ -40,9 +40,9 @@ from deepfake_cli.cli.common import (
     handle_errors,
     load_classifier,
     note_no_match,
-    plural,
     note_source,
     ray_overrides,
+    running_counts,
     stderr,
 )
 
@@ -185,8 +185,10 @@ def run_predict(cfg, sources: list[str], fmt: str, out: Optional[Path], fail_on_
 
 
 class BatchProgress:
-    """One Rich progress display on stderr for a batch: files done of the total, files/s, time
-    left and the running counts, plus a line for the video being scanned, if any."""
+    """One Rich progress display on stderr for a batch: files done of the total, files/s and
+    time left, a line for the video being scanned, if any, and a line of running counts
+    (fake, real, borderline, no face, errors: a line of its own, so that the bar keeps its
+    width at 80 columns)."""
 
     def __init__(self, progress, total: int):
         self.progress = progress
@@ -195,14 +197,8 @@ class BatchProgress:
 
     def advance(self, summary) -> None:
         rate = summary.total / max(time.monotonic() - self.started, 1e-6)
-        counts = f"{summary.fake} fake, {summary.real} real"
-        if summary.borderline:
-            counts += f" ({summary.borderline} borderline)"
-        if summary.no_face:
-            counts += f", {summary.no_face} no face"
-        if summary.errors:
-            counts += f", {plural(summary.errors, 'error')}"
-        self.progress.update(self.task, completed=summary.total, rate=f"{rate:.1f} files/s", counts=counts)
+        self.progress.counts = f"so far: {running_counts(summary)}"
+        self.progress.update(self.task, completed=summary.total, rate=f"{rate:.1f} files/s")
 
     @contextlib.contextmanager
     def video(self, path: str):
@@ -224,12 +220,22 @@ def batch_progress(total: Optional[int]):
         yield None
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.text import Text
 
     columns = (
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
         TimeRemainingColumn(), TextColumn("{task.fields[counts]}"),
     )
-    with Progress(*columns, console=stderr, transient=True) as progress:
+
+    class _Progress(Progress):
+        counts = ""
+
+        def get_renderables(self):  # the bars, then the counts
+            yield from super().get_renderables()
+            if self.counts:
+                yield Text(self.counts, overflow="ellipsis", no_wrap=True)
+
+    with _Progress(*columns, console=stderr, transient=True) as progress:
         yield BatchProgress(progress, total)
 
 

@@ -39,6 +39,7 @@ from deepfake_cli.cli.common import (
     note_no_match,
     note_source,
     ray_overrides,
+    running_counts,
     stderr,
 )
 
@@ -184,8 +185,9 @@ def run_video(cfg, sources: list[str], out: Optional[Path], annotate: Optional[P
                 _maybe_writer(None if summaries_fmt is None else sys.stdout, summaries_fmt, SUMMARY_COLUMNS,
                               flatten=flat_summary, table_row=table_summary, csv_columns=SUMMARY_CSV_COLUMNS,
                               title="dfdetect video") as summaries:
-            for path, target in zip(paths, targets):
-                with scan_progress(path) as progress:
+            for number, (path, target) in enumerate(zip(paths, targets), 1):
+                batch = (number, len(paths), counts) if len(paths) > 1 else None
+                with scan_progress(path, batch) as progress:
                     try:
                         summary = scan_video(path, pipeline, cfg.video, annotate_path=target, progress=progress,
                                              on_row=None if rows is None else rows.write, keep_rows=False).summary
@@ -256,9 +258,14 @@ def _maybe_writer(stream, fmt: Optional[str], columns, **kw: Any) -> Iterator[An
 
 
 @contextlib.contextmanager
-def scan_progress(path: Path) -> Iterator[Optional[Callable[[Any], None]]]:
-    """A transient Rich progress bar for one video on stderr (on a terminal); yields the scan's callback."""
+def scan_progress(path: Path, batch: Optional[tuple[int, int, Any]] = None) -> Iterator[Optional[Callable[[Any], None]]]:
+    """A transient Rich progress bar for one video on stderr (on a terminal); yields the scan's callback.
+
+    ``batch``: ``(number, total, PredictSummary)`` of a batch of videos: a line above the bar
+    says which video of how many this is, and the batch's running counts (fake, real,
+    borderline, no face, errors)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.text import Text
 
     if not stderr.is_terminal:
         yield None
@@ -267,7 +274,18 @@ def scan_progress(path: Path) -> Iterator[Optional[Callable[[Any], None]]]:
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("frames  {task.fields[faces]} faces  {task.fields[fps]:.1f} frames/s"), TimeElapsedColumn(),
     )
-    with Progress(*columns, console=stderr, transient=True) as progress:
+    header = None
+    if batch is not None:
+        number, total, counts = batch
+        header = f"video {number} of {total}" + (f"; so far {running_counts(counts)}" if counts.total else "")
+
+    class _Progress(Progress):
+        def get_renderables(self):  # the batch line, then the bar
+            if header is not None:
+                yield Text(header, overflow="ellipsis", no_wrap=True)
+            yield from super().get_renderables()
+
+    with _Progress(*columns, console=stderr, transient=True) as progress:
         task = progress.add_task(escape(Path(path).name), total=None, faces=0, fps=0.0)
         yield lambda p: progress.update(task, total=p.sampled_total, completed=p.sampled_done, faces=p.faces, fps=p.fps)
 

@@ -315,3 +315,25 @@ def test_a_borderline_verdict_is_marked_in_every_format_and_leaves_exit_codes_al
     assert below.exit_code == 0 and json.loads(below.stdout)["verdict"] == "real"  # borderline real: exit 0
     assert json.loads(below.stdout)["borderline"] is True
     assert runner.invoke(app, [*base, "--borderline-band", "2"]).exit_code == 2
+
+
+def test_the_progress_display_counts_borderline_verdicts_and_stdout_stays_the_same(sepcnn_ckpt, monkeypatch):
+    need_shared(MESONET_PHOTOS)
+    from rich.console import Console
+
+    from deepfake_cli.cli import predict_cmd
+
+    # Band 1: every verdict is borderline; band 0: none is.
+    for band, counted in (("1", True), ("0", False)):
+        args = ["predict", str(MESONET_PHOTOS), "-m", str(sepcnn_ckpt), "--no-detect", "--borderline-band", band]
+        for fmt in ("--jsonl", "--csv", "--json"):
+            plain = runner.invoke(app, [*args, fmt], env={"TERM": "xterm"})
+            terminal = io.StringIO()
+            with monkeypatch.context() as mp:
+                mp.setattr(predict_cmd, "stderr", Console(file=terminal, force_terminal=True, width=160))
+                shown = runner.invoke(app, [*args, fmt], env={"TERM": "xterm"})
+            assert shown.exit_code == plain.exit_code == 0, shown.output
+            assert shown.stdout == plain.stdout  # machine-readable output byte for byte as without a terminal
+            drawn = terminal.getvalue()
+            assert "4/4" in drawn and "files/s" in drawn, drawn
+            assert "so far: " in drawn and ("(4 borderline)" in drawn) is counted, drawn

@@ -255,3 +255,29 @@ def test_a_borderline_video_is_marked_in_its_summary_tracks_rows_and_table(sepcn
     far = runner.invoke(app, [*args, "--threshold", f"{max(0.0, p_fake - 0.3):.6f}", "--format", "table"],
                         env={"COLUMNS": "80"})
     assert "fake?" not in far.stdout and "borderline" not in far.stderr
+
+
+def test_a_batch_of_videos_shows_which_video_and_the_running_counts_on_a_terminal(sepcnn_ckpt, monkeypatch, tmp_path):
+    need_shared(ORIGINAL_004, ORIGINAL_519)
+    from rich.console import Console
+
+    from deepfake_cli.cli import video_cmd
+
+    args = ["video", str(ORIGINAL_004), str(ORIGINAL_519), "-m", str(sepcnn_ckpt), "--frames", "2", "--jsonl",
+            "--borderline-band", "1"]
+    plain = runner.invoke(app, args)
+    terminal = io.StringIO()
+    monkeypatch.setattr(video_cmd, "stderr", Console(file=terminal, force_terminal=True, width=200))
+    shown = runner.invoke(app, args)
+    assert shown.exit_code == plain.exit_code == 0, shown.output
+    drawn = terminal.getvalue()
+    assert "video 1 of 2" in drawn and "video 2 of 2; so far " in drawn and "519.mp4" in drawn, drawn
+    assert "(1 borderline)" in drawn.split("video 2 of 2")[-1], drawn  # the first video's verdict, counted
+
+    def without_timings(text: str) -> list[dict]:
+        return [{k: v for k, v in json.loads(line).items() if k not in ("timings", "sampled_fps")}
+                for line in text.splitlines()]
+
+    assert without_timings(shown.stdout) == without_timings(plain.stdout)  # stdout as in a pipe
+    one = runner.invoke(app, args[:2] + args[3:])  # one video: no batch position
+    assert one.exit_code == 0 and "video 1 of 1" not in terminal.getvalue()
