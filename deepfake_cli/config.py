@@ -198,7 +198,13 @@ class VideoConfig:
 
 @dataclass
 class ServeConfig:
-    """The REST API and web page."""
+    """The REST API and web page.
+
+    ``annotated_ttl`` (seconds) and ``annotated_max_mb``: how long annotated videos written for
+    ``POST /predict/video?annotate=true`` stay downloadable at their ``annotated_url``, and how
+    much room they may take in all (beyond it the oldest are removed first); they live in the
+    server's upload folder (``upload_dir``) and go with it when the server stops.
+    """
 
     host: str = "127.0.0.1"
     port: int = 8000
@@ -215,6 +221,10 @@ class ServeConfig:
     backlog: int = 128
     # Largest request line and headers, in bytes; a longer head gets 400 (h11's incomplete-event limit).
     max_header_bytes: int = 16384
+    # Annotated videos (POST /predict/video?annotate=true, served at /annotated/<id>.mp4) are kept
+    # this many seconds after their scan, and the oldest removed first beyond this many MB in all.
+    annotated_ttl: float = 900.0
+    annotated_max_mb: float = 2048.0
 
 
 @dataclass
@@ -541,6 +551,8 @@ def validate(cfg: Config) -> None:
         ("serve.limit_concurrency", cfg.serve.limit_concurrency >= 0, "must be >= 0 (0: no limit)"),
         ("serve.backlog", cfg.serve.backlog >= 1, "must be >= 1"),
         ("serve.max_header_bytes", cfg.serve.max_header_bytes >= 1024, "must be >= 1024"),
+        ("serve.annotated_ttl", cfg.serve.annotated_ttl > 0, "must be > 0 seconds"),
+        ("serve.annotated_max_mb", cfg.serve.annotated_max_mb > 0, "must be > 0"),
         ("gradcam.alpha", 0.0 <= cfg.gradcam.alpha <= 1.0, "must be between 0 and 1"),
         ("gradcam.batch_size", cfg.gradcam.batch_size >= 1, "must be >= 1"),
         ("ray.actors", cfg.ray.actors is None or cfg.ray.actors >= 1, "must be >= 1"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Optional
 
@@ -132,7 +133,7 @@ def run_server(cfg) -> None:
 
     from deepfake_cli.models.checkpoint import load_checkpoint
     from deepfake_cli.models.store import resolve_model
-    from deepfake_cli.serve.app import WORKER_CHECKPOINT_ENV, WORKER_CONFIG_ENV, create_app
+    from deepfake_cli.serve.app import WORKER_ANNOTATED_ENV, WORKER_CHECKPOINT_ENV, WORKER_CONFIG_ENV, create_app
     from deepfake_cli.serve.service import make_upload_dir
 
     sc = cfg.serve
@@ -170,8 +171,16 @@ def run_server(cfg) -> None:
         cfg.runtime.num_threads = max(1, (os.cpu_count() or 1) // sc.workers)
     os.environ[WORKER_CHECKPOINT_ENV] = str(Path(checkpoint).resolve())
     os.environ[WORKER_CONFIG_ENV] = json.dumps(cfg.to_dict())
+    # One folder of annotated videos for every worker: the GET for a video may reach another
+    # worker than the one that wrote it. Named like an upload folder (this process's id), so
+    # that a killed server's is swept at the next start; removed when the server stops.
+    annotated = make_upload_dir(sc.upload_dir)
+    os.environ[WORKER_ANNOTATED_ENV] = str(annotated)
     stderr.print(f"[dim]{sc.workers} workers, {cfg.runtime.num_threads} threads each; page at {url}, API docs at {url}docs[/]")
-    uvicorn.run("deepfake_cli.serve.app:app_from_env", factory=True, workers=sc.workers, **common)
+    try:
+        uvicorn.run("deepfake_cli.serve.app:app_from_env", factory=True, workers=sc.workers, **common)
+    finally:
+        shutil.rmtree(annotated, ignore_errors=True)
 
 
 def connection_options(sc) -> dict:

@@ -84,6 +84,8 @@ class VideoOut(BaseModel):
     sampled_fps: Optional[float]
     columns: list[str]
     rows: list[dict[str, Any]] = Field(description="one per face of each sampled frame, or one saying no_face")
+    annotated_url: Optional[str] = Field(
+        description="with annotate=true: where to GET the annotated H.264 MP4 (kept serve.annotated_ttl seconds); else null")
     elapsed_ms: float
 
 
