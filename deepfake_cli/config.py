@@ -35,6 +35,9 @@ CAM_METHOD_NAMES: tuple[str, ...] = typing.get_args(CamMethod)
 # The one place to change the face margin; faces/, models/checkpoint.py and data/extract.py use it.
 DEFAULT_FACE_MARGIN = 0.3
 DEFAULT_FACE_SQUARE = True
+# A verdict is "borderline" when its p_fake is closer than this to the threshold
+# (inference/verdict.py); the classifier carries it beside its threshold.
+DEFAULT_BORDERLINE_BAND = 0.1
 
 
 @dataclass
@@ -141,10 +144,19 @@ class TrainConfig:
 
 @dataclass
 class PredictConfig:
-    """Inference on images (and the classification step of video/serve)."""
+    """Inference on images (and the classification step of video/serve).
+
+    ``borderline_band``: a verdict whose p_fake is closer than this to the threshold
+    (``|p_fake - threshold| < band``, in p_fake units) is marked borderline: ``fake?``/``real?``
+    in terminal tables, ``borderline`` and the signed ``margin`` (p_fake - threshold) in JSON,
+    CSV and the web API. It is still the verdict: counts and exit codes do not change. 0: never.
+    """
 
     batch_size: int = 32
     threshold: float | None = None
+    # A verdict whose p_fake is within this of the threshold (|p_fake - threshold| < band) is
+    # marked borderline (`borderline`, signed `margin`) in every output; 0: never. Exit codes ignore it.
+    borderline_band: float = DEFAULT_BORDERLINE_BAND
     max_image_pixels: int = 100_000_000
 
 
@@ -189,7 +201,13 @@ class VideoConfig:
 
 @dataclass
 class ServeConfig:
-    """The REST API and web page."""
+    """The REST API and web page.
+
+    ``annotated_ttl`` (seconds) and ``annotated_max_mb``: how long annotated videos written for
+    ``POST /predict/video?annotate=true`` stay downloadable at their ``annotated_url``, and how
+    much room they may take in all (beyond it the oldest are removed first); they live in the
+    server's upload folder (``upload_dir``) and go with it when the server stops.
+    """
 
     host: str = "127.0.0.1"
     port: int = 8000
@@ -206,6 +224,10 @@ class ServeConfig:
     backlog: int = 128
     # Largest request line and headers, in bytes; a longer head gets 400 (h11's incomplete-event limit).
     max_header_bytes: int = 16384
+    # Annotated videos (POST /predict/video?annotate=true, served at /annotated/<id>.mp4) are kept
+    # this many seconds after their scan, and the oldest removed first beyond this many MB in all.
+    annotated_ttl: float = 900.0
+    annotated_max_mb: float = 2048.0
 
 
 @dataclass
@@ -487,6 +509,7 @@ def validate(cfg: Config) -> None:
         ("predict.batch_size", cfg.predict.batch_size >= 1, "must be >= 1"),
         ("runtime.num_threads", cfg.runtime.num_threads is None or cfg.runtime.num_threads >= 0, "must be >= 0 (0: torch's default)"),
         ("predict.threshold", cfg.predict.threshold is None or 0.0 <= cfg.predict.threshold <= 1.0, "must be between 0 and 1"),
+        ("predict.borderline_band", 0.0 <= cfg.predict.borderline_band <= 1.0, "must be between 0 and 1 (0: never borderline)"),
         ("train.batch_size", cfg.train.batch_size >= 1, "must be >= 1"),
         ("train.epochs", cfg.train.epochs >= 1, "must be >= 1"),
         ("train.lr", cfg.train.lr > 0, "must be > 0"),
@@ -531,6 +554,8 @@ def validate(cfg: Config) -> None:
         ("serve.limit_concurrency", cfg.serve.limit_concurrency >= 0, "must be >= 0 (0: no limit)"),
         ("serve.backlog", cfg.serve.backlog >= 1, "must be >= 1"),
         ("serve.max_header_bytes", cfg.serve.max_header_bytes >= 1024, "must be >= 1024"),
+        ("serve.annotated_ttl", cfg.serve.annotated_ttl > 0, "must be > 0 seconds"),
+        ("serve.annotated_max_mb", cfg.serve.annotated_max_mb > 0, "must be > 0"),
         ("gradcam.alpha", 0.0 <= cfg.gradcam.alpha <= 1.0, "must be between 0 and 1"),
         ("gradcam.batch_size", cfg.gradcam.batch_size >= 1, "must be >= 1"),
         ("ray.actors", cfg.ray.actors is None or cfg.ray.actors >= 1, "must be >= 1"),

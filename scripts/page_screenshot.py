@@ -4,15 +4,16 @@ Starts ``dfdetect serve`` on 127.0.0.1 (or uses ``--url``, loopback only), opens
 the page in Debian's ``chromium`` driven over the DevTools protocol through a
 pipe (``--remote-debugging-pipe``: no Playwright/Selenium, no browser download),
 picks the file in the form, submits it, waits for the verdict (and the
-Grad-CAM picture for images), checks what the page shows and saves a
-full-page PNG.
+Grad-CAM picture for images, the annotated video for videos), checks what the
+page shows and saves a full-page PNG.
 
     apt-get install -y chromium
     python scripts/page_screenshot.py --model model.pt --file ../shared/data/photos/faces/multiface.jpg --out page.png
     python scripts/page_screenshot.py --model model.pt --file clip.mp4 --out video.png
 
 Exit 0 when the page shows a verdict without an error (and, for an image, one
-table row per face and a loaded Grad-CAM picture); 1 otherwise.
+table row per face and a loaded Grad-CAM picture; for a video, its sampled frames
+and, unless --no-annotate, the annotated video loaded in its player); 1 otherwise.
 """
 
 from __future__ import annotations
@@ -151,7 +152,24 @@ PAGE_STATE = """(() => {
     cam_caption: document.getElementById("cam-caption").textContent,
     frame_rows: document.querySelectorAll("#frames tr").length - 1,
     model: document.getElementById("model").textContent,
+    annotated: (() => {
+      const v = document.getElementById("annotated");
+      return {src: v.getAttribute("src"), shown: shown("annotated-panel"), ready: v.readyState,
+              error: v.error ? v.error.code : null, width: v.videoWidth, height: v.videoHeight};
+    })(),
   };
+})()"""
+
+# Plays the page's annotated video a moment (muted, as autoplay rules want): what it reached.
+PLAY_ANNOTATED = """(async () => {
+  const v = document.getElementById("annotated");
+  const deadline = Date.now() + 20000;
+  while (v.readyState < 2 && !v.error && Date.now() < deadline) await new Promise(r => setTimeout(r, 100));
+  let played = false;
+  if (!v.error) { v.muted = true; try { await v.play(); played = true; } catch (e) {} }
+  await new Promise(r => setTimeout(r, 500));
+  v.pause();
+  return {ready: v.readyState, error: v.error ? v.error.code : null, width: v.videoWidth, played, time: v.currentTime};
 })()"""
 
 
@@ -160,7 +178,10 @@ def finished(state: dict, video: bool) -> bool:
         return True
     if not state["verdict"] or "done" not in state["status"]:
         return False
-    return video or state["verdict"] == "NO FACE" or state["cam_width"] > 0 or state["cam_caption"].startswith("Grad-CAM unavailable")
+    if video:  # and the annotated video's first frame (or its error), when one was asked for
+        annotated = state["annotated"]
+        return not annotated["src"] or annotated["ready"] >= 2 or annotated["error"] is not None
+    return state["verdict"] == "NO FACE" or state["cam_width"] > 0 or state["cam_caption"].startswith("Grad-CAM unavailable")
 
 
 def run(url: str, args: argparse.Namespace) -> int:
@@ -169,6 +190,7 @@ def run(url: str, args: argparse.Namespace) -> int:
     try:
         browser.open_page(f"{url}/", args.width, args.height)
         browser.set_file("#file", args.file)
+        browser.evaluate(f"document.getElementById('annotate').checked = {'false' if args.no_annotate else 'true'}")
         browser.evaluate("document.getElementById('upload').requestSubmit()")
         deadline = time.monotonic() + args.timeout
         state = browser.evaluate(PAGE_STATE)
@@ -186,6 +208,9 @@ def run(url: str, args: argparse.Namespace) -> int:
         ok = state["face_rows"] > 0 and state["cam_width"] > 0
     if ok and video:
         ok = state["frame_rows"] > 0
+        if not args.no_annotate:
+            annotated = state["annotated"]
+            ok = ok and annotated["shown"] and annotated["error"] is None and annotated["ready"] >= 2
     print("page check:", "OK" if ok else "FAILED")
     return 0 if ok else 1
 
@@ -200,6 +225,7 @@ def main() -> int:
     parser.add_argument("--width", type=int, default=1280)
     parser.add_argument("--height", type=int, default=900)
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the result")
+    parser.add_argument("--no-annotate", action="store_true", help="videos: untick the page's 'annotated copy' box")
     args = parser.parse_args()
     if not args.file.is_file():
         raise SystemExit(f"no such file: {args.file}")

@@ -179,12 +179,37 @@ def load_classifier(cfg) -> "Any":
 
     device = prepare_runtime(cfg)
     classifier = FaceClassifier.from_checkpoint(resolve_model(cfg.model.name), device=device)
-    apply_threshold(classifier, cfg.predict.threshold)
+    apply_threshold(classifier, cfg.predict.threshold, cfg.predict.borderline_band)
     stderr.print(
         f"[dim]model {escape(classifier.name)} ({classifier.arch}), threshold {classifier.threshold:.3f}, "
         f"device {device}, face detection {'on' if cfg.face.detect else 'off'}[/]"
     )
     return classifier
+
+
+def batch_counts(summary: "Any", noun: str) -> str:
+    """The summary line of a batch: ``13 inputs: 8 fake, 5 real, 0 without a face, 0 errors``,
+    with ``(3 borderline)`` after it when some verdicts are."""
+    line = (
+        f"{plural(summary.total, noun)}: {summary.fake} fake, {summary.real} real, "
+        f"{summary.no_face} without a face, {plural(summary.errors, 'error')}"
+    )
+    if summary.borderline:
+        line += f" ({summary.borderline} borderline)"
+    return line
+
+
+def running_counts(summary: "Any") -> str:
+    """A batch's counts so far, for progress displays: ``4 fake, 3 real (1 borderline), 1 no face, 2 errors``
+    (no face and errors only once there are some)."""
+    counts = f"{summary.fake} fake, {summary.real} real"
+    if summary.borderline:
+        counts += f" ({summary.borderline} borderline)"
+    if summary.no_face:
+        counts += f", {summary.no_face} no face"
+    if summary.errors:
+        counts += f", {plural(summary.errors, 'error')}"
+    return counts
 
 
 def batch_exit_code(summary: "Any", fail_on_fake: bool) -> int:
@@ -214,6 +239,10 @@ CsvOption = typer.Option(False, "--csv", help="Write CSV (alias of --format csv)
 
 # The face pipeline's options, shared by every command that finds faces in images.
 ThresholdOption = typer.Option(None, "--threshold", "-t", help="Decision threshold on p_fake (default: the model's calibrated one).")
+BorderlineBandOption = typer.Option(
+    None, "--borderline-band",
+    help=f"Mark a verdict borderline (fake?/real?) when p_fake is within this of the threshold; exit codes ignore it (default {default_of('predict.borderline_band')}; 0: never).",
+)
 NoDetectOption = typer.Option(False, "--no-detect", "--whole-image", help="Inputs are already face crops: skip face detection.")
 MarginOption = typer.Option(None, "--margin", help="Face crop margin (default: the framing the model was trained on).")
 MinFaceProbOption = typer.Option(None, "--min-face-prob", help="Minimum face detection probability.")

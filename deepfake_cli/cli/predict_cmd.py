@@ -14,6 +14,7 @@ import typer
 
 from deepfake_cli.cli.common import (
     EXIT_CODES_HELP,
+    BorderlineBandOption,
     ConfigOption,
     CsvOption,
     FormatOption,
@@ -31,6 +32,7 @@ from deepfake_cli.cli.common import (
     RayOption,
     ThreadsOption,
     ThresholdOption,
+    batch_counts,
     batch_exit_code,
     build_config,
     escape,
@@ -38,9 +40,9 @@ from deepfake_cli.cli.common import (
     handle_errors,
     load_classifier,
     note_no_match,
-    plural,
     note_source,
     ray_overrides,
+    running_counts,
     stderr,
 )
 
@@ -57,6 +59,7 @@ def predict(
     csv_: bool = CsvOption,
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write results to this file instead of stdout ('-': stdout; format from --format, else the extension)."),
     threshold: Optional[float] = ThresholdOption,
+    borderline_band: Optional[float] = BorderlineBandOption,
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Faces per inference batch."),
     device: Optional[str] = DeviceOption,
     no_detect: bool = NoDetectOption,
@@ -74,6 +77,9 @@ def predict(
 
     Output is a table on a terminal and JSON Lines in a pipe, or --format json|jsonl|csv
     (CSV: one row per face, with x1,y1,x2,y2 and the file's verdict on each row).
+    A verdict whose p_fake is within --borderline-band of the threshold is borderline:
+    'fake?'/'real?' in the table, borderline and a signed margin (p_fake - threshold)
+    in JSON and CSV; it is still the verdict for the counts and exit codes.
     A file that cannot be read becomes an 'error' record and the batch goes on; an
     image without a face gets status 'no_face'. A video is scanned as by 'dfdetect
     video' (video.* config) and its record carries the video-level verdict.
@@ -87,6 +93,7 @@ def predict(
                 "runtime.device": device,
                 "runtime.num_threads": threads,
                 "predict.threshold": threshold,
+                "predict.borderline_band": borderline_band,
                 "predict.batch_size": batch_size,
                 **face_overrides(no_detect, margin, min_face_prob, min_face_size, largest_face),
                 "model.name": model,
@@ -135,8 +142,9 @@ def run_predict(cfg, sources: list[str], fmt: str, out: Optional[Path], fail_on_
         from deepfake_cli.cli.video_cmd import scan_progress
         from deepfake_cli.inference.pipeline import FacePipeline
         from deepfake_cli.inference.predict import (
-            IMAGE_COLUMNS, IMAGE_CSV_COLUMNS, PredictSummary, flat_image_row, image_csv_rows,
+            IMAGE_COLUMNS, IMAGE_CSV_COLUMNS, PredictSummary, flat_image_row, image_csv_rows, table_image_row,
         )
+        from deepfake_cli.inference.records import borderline_caption
         from deepfake_cli.inference.video import predict_paths
 
         if cfg.ray.enabled:  # the same records, computed by Ray actors (dfdetect[ray])
@@ -149,7 +157,7 @@ def run_predict(cfg, sources: list[str], fmt: str, out: Optional[Path], fail_on_
             records = None  # made below, once the progress bar is there
         summary = PredictSummary()
         with RecordWriter(fmt, IMAGE_COLUMNS, stream, flatten=flat_image_row, title="dfdetect predict",
-                          csv_columns=IMAGE_CSV_COLUMNS, csv_rows=image_csv_rows) as writer, \
+                          csv_columns=IMAGE_CSV_COLUMNS, csv_rows=image_csv_rows, table_row=table_image_row) as writer, \
                 batch_progress(len(paths) if show_progress else None) as bar:
             # Videos are scanned like 'dfdetect video' and give one record each.
             if records is None:
@@ -161,6 +169,8 @@ def run_predict(cfg, sources: list[str], fmt: str, out: Optional[Path], fail_on_
                     bar.advance(summary)
                 if record["status"] == "error":
                     stderr.print(f"[yellow]skipped:[/] {escape(record['error'])}")
+            if summary.borderline:
+                writer.caption = borderline_caption(cfg.predict.borderline_band)
         complete = True
     finally:
         if records is not None:
@@ -170,16 +180,15 @@ def run_predict(cfg, sources: list[str], fmt: str, out: Optional[Path], fail_on_
             finish_output(stream, complete)
     if to_file:
         stderr.print(f"wrote {escape(str(out))}")
-    stderr.print(
-        f"{plural(summary.total, 'input')}: {summary.fake} fake, {summary.real} real, "
-        f"{summary.no_face} without a face, {plural(summary.errors, 'error')}"
-    )
+    stderr.print(batch_counts(summary, "input"))
     return batch_exit_code(summary, fail_on_fake)
 
 
 class BatchProgress:
-    """One Rich progress display on stderr for a batch: files done of the total, files/s, time
-    left and the running counts, plus a line for the video being scanned, if any."""
+    """One Rich progress display on stderr for a batch: files done of the total, files/s and
+    time left, a line for the video being scanned, if any, and a line of running counts
+    (fake, real, borderline, no face, errors: a line of its own, so that the bar keeps its
+    width at 80 columns)."""
 
     def __init__(self, progress, total: int):
         self.progress = progress
@@ -188,12 +197,8 @@ class BatchProgress:
 
     def advance(self, summary) -> None:
         rate = summary.total / max(time.monotonic() - self.started, 1e-6)
-        counts = f"{summary.fake} fake, {summary.real} real"
-        if summary.no_face:
-            counts += f", {summary.no_face} no face"
-        if summary.errors:
-            counts += f", {plural(summary.errors, 'error')}"
-        self.progress.update(self.task, completed=summary.total, rate=f"{rate:.1f} files/s", counts=counts)
+        self.progress.counts = f"so far: {running_counts(summary)}"
+        self.progress.update(self.task, completed=summary.total, rate=f"{rate:.1f} files/s")
 
     @contextlib.contextmanager
     def video(self, path: str):
@@ -215,12 +220,22 @@ def batch_progress(total: Optional[int]):
         yield None
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.text import Text
 
     columns = (
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
         TimeRemainingColumn(), TextColumn("{task.fields[counts]}"),
     )
-    with Progress(*columns, console=stderr, transient=True) as progress:
+
+    class _Progress(Progress):
+        counts = ""
+
+        def get_renderables(self):  # the bars, then the counts
+            yield from super().get_renderables()
+            if self.counts:
+                yield Text(self.counts, overflow="ellipsis", no_wrap=True)
+
+    with _Progress(*columns, console=stderr, transient=True) as progress:
         yield BatchProgress(progress, total)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Optional
 
@@ -12,6 +13,7 @@ import typer
 
 from deepfake_cli.cli.common import (
     default_of,
+    BorderlineBandOption,
     ConfigOption,
     DeviceOption,
     ModelOption,
@@ -32,6 +34,7 @@ def serve(
     max_upload_mb: Optional[float] = typer.Option(None, "--max-upload-mb", help=f"Largest upload accepted, in MB; bigger ones get 413 (default {default_of('serve.max_upload_mb')})."),
     cors: Optional[bool] = typer.Option(None, "--cors/--no-cors", help=f"Allow cross-origin browser requests from any site (default {default_of('serve.cors')})."),
     threshold: Optional[float] = typer.Option(None, "--threshold", "-t", help="Decision threshold on p_fake (default: the model's calibrated one)."),
+    borderline_band: Optional[float] = BorderlineBandOption,
     no_detect: bool = typer.Option(False, "--no-detect", "--whole-image", help="Uploads are already face crops: skip face detection."),
     device: Optional[str] = DeviceOption,
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for inference per worker."),
@@ -57,6 +60,7 @@ def serve(
                 "serve.max_upload_mb": max_upload_mb,
                 "serve.cors": cors,
                 "predict.threshold": threshold,
+                "predict.borderline_band": borderline_band,
                 "face.detect": False if no_detect else None,
                 "runtime.device": device,
                 "runtime.num_threads": threads,
@@ -129,7 +133,7 @@ def run_server(cfg) -> None:
 
     from deepfake_cli.models.checkpoint import load_checkpoint
     from deepfake_cli.models.store import resolve_model
-    from deepfake_cli.serve.app import WORKER_CHECKPOINT_ENV, WORKER_CONFIG_ENV, create_app
+    from deepfake_cli.serve.app import WORKER_ANNOTATED_ENV, WORKER_CHECKPOINT_ENV, WORKER_CONFIG_ENV, create_app
     from deepfake_cli.serve.service import make_upload_dir
 
     sc = cfg.serve
@@ -167,8 +171,16 @@ def run_server(cfg) -> None:
         cfg.runtime.num_threads = max(1, (os.cpu_count() or 1) // sc.workers)
     os.environ[WORKER_CHECKPOINT_ENV] = str(Path(checkpoint).resolve())
     os.environ[WORKER_CONFIG_ENV] = json.dumps(cfg.to_dict())
+    # One folder of annotated videos for every worker: the GET for a video may reach another
+    # worker than the one that wrote it. Named like an upload folder (this process's id), so
+    # that a killed server's is swept at the next start; removed when the server stops.
+    annotated = make_upload_dir(sc.upload_dir)
+    os.environ[WORKER_ANNOTATED_ENV] = str(annotated)
     stderr.print(f"[dim]{sc.workers} workers, {cfg.runtime.num_threads} threads each; page at {url}, API docs at {url}docs[/]")
-    uvicorn.run("deepfake_cli.serve.app:app_from_env", factory=True, workers=sc.workers, **common)
+    try:
+        uvicorn.run("deepfake_cli.serve.app:app_from_env", factory=True, workers=sc.workers, **common)
+    finally:
+        shutil.rmtree(annotated, ignore_errors=True)
 
 
 def connection_options(sc) -> dict:

@@ -12,6 +12,7 @@ import typer
 from deepfake_cli.cli.common import (
     default_of,
     EXIT_CODES_HELP,
+    BorderlineBandOption,
     ConfigOption,
     DeviceOption,
     FormatOption,
@@ -28,6 +29,7 @@ from deepfake_cli.cli.common import (
     RayOption,
     ThreadsOption,
     ThresholdOption,
+    batch_counts,
     batch_exit_code,
     build_config,
     escape,
@@ -35,9 +37,9 @@ from deepfake_cli.cli.common import (
     handle_errors,
     load_classifier,
     note_no_match,
-    plural,
     note_source,
     ray_overrides,
+    running_counts,
     stderr,
 )
 
@@ -65,6 +67,7 @@ def video(
         None, "--aggregate", help="How a track's face scores become one: confident (DFDC winner, default), mean or max."
     ),
     threshold: Optional[float] = ThresholdOption,
+    borderline_band: Optional[float] = BorderlineBandOption,
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Faces per classification batch."),
     detect_max_side: Optional[int] = typer.Option(
         None, "--detect-max-side", help=f"Search faces as if frames were shrunk to this longer side: caps the cost, boxes stay full-frame MTCNN's (default {default_of('video.detect_max_side')})."
@@ -113,6 +116,7 @@ def video(
                 "runtime.device": device,
                 "runtime.num_threads": threads,
                 "predict.threshold": threshold,
+                "predict.borderline_band": borderline_band,
                 "predict.batch_size": batch_size,
                 "model.name": model,
                 "video.start": start,
@@ -137,14 +141,17 @@ def run_video(cfg, sources: list[str], out: Optional[Path], annotate: Optional[P
     from deepfake_cli.media.images import VIDEO_EXTENSIONS
     from deepfake_cli.output import check_not_an_input, choose_format, finish_output, format_from_extension, open_output_file
     from deepfake_cli.inference.predict import PredictSummary
+    from deepfake_cli.inference.records import borderline_caption
     from deepfake_cli.media.sources import expand_sources
     from deepfake_cli.inference.video import (
         FRAME_COLUMNS,
         SUMMARY_COLUMNS,
+        SUMMARY_CSV_COLUMNS,
         error_row,
         error_summary,
         flat_summary,
         scan_video,
+        table_summary,
         video_pipeline,
     )
 
@@ -176,9 +183,11 @@ def run_video(cfg, sources: list[str], out: Optional[Path], annotate: Optional[P
             pipeline = video_pipeline(classifier, cfg)
         with _maybe_writer(rows_stream, rows_fmt, FRAME_COLUMNS) as rows, \
                 _maybe_writer(None if summaries_fmt is None else sys.stdout, summaries_fmt, SUMMARY_COLUMNS,
-                              flatten=flat_summary, title="dfdetect video") as summaries:
-            for path, target in zip(paths, targets):
-                with scan_progress(path) as progress:
+                              flatten=flat_summary, table_row=table_summary, csv_columns=SUMMARY_CSV_COLUMNS,
+                              title="dfdetect video") as summaries:
+            for number, (path, target) in enumerate(zip(paths, targets), 1):
+                batch = (number, len(paths), counts) if len(paths) > 1 else None
+                with scan_progress(path, batch) as progress:
                     try:
                         summary = scan_video(path, pipeline, cfg.video, annotate_path=target, progress=progress,
                                              on_row=None if rows is None else rows.write, keep_rows=False).summary
@@ -190,6 +199,8 @@ def run_video(cfg, sources: list[str], out: Optional[Path], annotate: Optional[P
                 if summaries is not None:
                     summaries.write(summary)
                 report_video(summary)
+            if counts.borderline and summaries is not None:
+                summaries.caption = borderline_caption(cfg.predict.borderline_band)
         complete = True
     finally:
         if ray_scans is not None:
@@ -199,10 +210,7 @@ def run_video(cfg, sources: list[str], out: Optional[Path], annotate: Optional[P
             finish_output(rows_stream, complete)
     if rows_stream is not None and not rows_to_stdout:
         stderr.print(f"wrote {escape(str(out))}")
-    stderr.print(
-        f"{plural(counts.total, 'video')}: {counts.fake} fake, {counts.real} real, "
-        f"{counts.no_face} without a face, {plural(counts.errors, 'error')}"
-    )
+    stderr.print(batch_counts(counts, "video"))
     return batch_exit_code(counts, fail_on_fake)
 
 
@@ -250,9 +258,14 @@ def _maybe_writer(stream, fmt: Optional[str], columns, **kw: Any) -> Iterator[An
 
 
 @contextlib.contextmanager
-def scan_progress(path: Path) -> Iterator[Optional[Callable[[Any], None]]]:
-    """A transient Rich progress bar for one video on stderr (on a terminal); yields the scan's callback."""
+def scan_progress(path: Path, batch: Optional[tuple[int, int, Any]] = None) -> Iterator[Optional[Callable[[Any], None]]]:
+    """A transient Rich progress bar for one video on stderr (on a terminal); yields the scan's callback.
+
+    ``batch``: ``(number, total, PredictSummary)`` of a batch of videos: a line above the bar
+    says which video of how many this is, and the batch's running counts (fake, real,
+    borderline, no face, errors)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.text import Text
 
     if not stderr.is_terminal:
         yield None
@@ -261,7 +274,18 @@ def scan_progress(path: Path) -> Iterator[Optional[Callable[[Any], None]]]:
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("frames  {task.fields[faces]} faces  {task.fields[fps]:.1f} frames/s"), TimeElapsedColumn(),
     )
-    with Progress(*columns, console=stderr, transient=True) as progress:
+    header = None
+    if batch is not None:
+        number, total, counts = batch
+        header = f"video {number} of {total}" + (f"; so far {running_counts(counts)}" if counts.total else "")
+
+    class _Progress(Progress):
+        def get_renderables(self):  # the batch line, then the bar
+            if header is not None:
+                yield Text(header, overflow="ellipsis", no_wrap=True)
+            yield from super().get_renderables()
+
+    with _Progress(*columns, console=stderr, transient=True) as progress:
         task = progress.add_task(escape(Path(path).name), total=None, faces=0, fps=0.0)
         yield lambda p: progress.update(task, total=p.sampled_total, completed=p.sampled_done, faces=p.faces, fps=p.fps)
 
@@ -278,7 +302,8 @@ def report_video(summary: dict[str, Any]) -> None:
         verdict = "no face found"
     else:
         colour = "red" if summary["verdict"] == "fake" else "green"
-        verdict = f"[{colour}]{summary['verdict']}[/] (p_fake {summary['p_fake']:.3f}, {summary['aggregate']})"
+        verdict = f"[{colour}]{summary['verdict']}[/] (p_fake {summary['p_fake']:.3f}, {summary['aggregate']}"
+        verdict += f", borderline: margin {summary['margin']:+.3f})" if summary.get("borderline") else ")"
     stderr.print(
         f"{name}: {verdict}, {len(summary['tracks'])} track(s), {summary['face_count']} faces in "
         f"{frames['with_face']}/{frames['sampled']} sampled frames, {timings['total']:.1f} s"

@@ -16,22 +16,28 @@ from deepfake_cli.faces.framing import RESIZE_INTERPOLATION, FaceFraming
 from deepfake_cli.labels import real_index
 from deepfake_cli.models import build_from_checkpoint
 from deepfake_cli.models.preprocessing import crops_to_batch, norm_tensors, normalize
-from deepfake_cli.inference.verdict import verdict
+from deepfake_cli.config import DEFAULT_BORDERLINE_BAND
+from deepfake_cli.inference.verdict import borderline, margin, verdict
 
 
 @dataclass
 class Score:
-    """The classification of one face crop."""
+    """The classification of one face crop: its verdict (``label``) and how close it came to
+    the threshold (``margin`` = p_fake - threshold, ``borderline``; inference/verdict.py)."""
 
     p_fake: float
     label: str
     method: str | None
     probs: dict[str, float]
+    margin: float | None = None
+    borderline: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "p_fake": round(self.p_fake, 6),
             "label": self.label,
+            "margin": self.margin,
+            "borderline": self.borderline,
             "method": self.method,
             "probs": {k: round(v, 6) for k, v in self.probs.items()},
         }
@@ -59,6 +65,8 @@ class FaceClassifier:
         # Older checkpoints said "bilinear": crops were always resized as faces.resize_square does.
         self.preprocessing = {**preprocessing, "interpolation": RESIZE_INTERPOLATION}
         self.threshold = float(threshold)
+        # Verdicts closer than this to the threshold are borderline (predict.borderline_band).
+        self.borderline_band = DEFAULT_BORDERLINE_BAND
         self.name = name or arch
         self.checkpoint_meta = {k: v for k, v in (checkpoint or {}).items() if k != "state_dict"}
         self.input_size = int(self.preprocessing["input_size"])
@@ -128,6 +136,8 @@ class FaceClassifier:
                     label=verdict(p_fake, self.threshold),
                     method=method,
                     probs=self._probs(row, p_fake),
+                    margin=margin(p_fake, self.threshold),
+                    borderline=borderline(p_fake, self.threshold, self.borderline_band),
                 )
             )
         return scores

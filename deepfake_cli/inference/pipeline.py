@@ -58,7 +58,7 @@ class FacePipeline:
                 max_side=fc.detect_max_side if max_side is None else max_side,
                 select=fc.select,
             )
-        apply_threshold(classifier, cfg.predict.threshold)
+        apply_threshold(classifier, cfg.predict.threshold, cfg.predict.borderline_band)
         return cls(classifier, detector, framing, cfg.predict.batch_size)
 
     def find_faces(self, images: Sequence[np.ndarray]) -> list[list[Face]]:

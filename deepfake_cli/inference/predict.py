@@ -12,17 +12,19 @@ from deepfake_cli.errors import InputFileError
 from deepfake_cli.media.images import load_image
 from deepfake_cli.inference.pipeline import FacePipeline, FaceResult
 from deepfake_cli.inference.records import STATUS_ERROR, STATUS_NO_FACE, STATUS_OK, ImageRecord
-from deepfake_cli.inference.verdict import verdict
+from deepfake_cli.inference.verdict import borderline, margin, verdict
 
 # Flat columns for CSV and the terminal table; JSON keeps every face.
 IMAGE_COLUMNS = ImageRecord.COLUMNS
 flat_image_row = ImageRecord.flat_row
+table_image_row = ImageRecord.table_row
 IMAGE_CSV_COLUMNS = ImageRecord.CSV_COLUMNS  # one row per face
 image_csv_rows = ImageRecord.csv_rows
 
 
-def image_record(path: str, faces: list[FaceResult], threshold: float, model: str) -> dict[str, Any]:
-    """The per-image verdict: the most suspicious face decides (max p_fake)."""
+def image_record(path: str, faces: list[FaceResult], threshold: float, model: str, band: float) -> dict[str, Any]:
+    """The per-image verdict: the most suspicious face decides (max p_fake); borderline when
+    that face's score is within ``band`` of the threshold."""
     if not faces:
         return ImageRecord(path, STATUS_NO_FACE, face_count=0, threshold=threshold, model=model).to_dict()
     top = max(faces, key=lambda r: r.score.p_fake)
@@ -31,6 +33,8 @@ def image_record(path: str, faces: list[FaceResult], threshold: float, model: st
         STATUS_OK,
         verdict=verdict(top.score.p_fake, threshold),
         p_fake=round(top.score.p_fake, 6),
+        borderline=borderline(top.score.p_fake, threshold, band),
+        margin=margin(top.score.p_fake, threshold),
         method=top.score.method,
         face_count=len(faces),
         threshold=threshold,
@@ -50,6 +54,8 @@ class PredictSummary:
     real: int = 0
     no_face: int = 0
     errors: int = 0
+    # Of the fake and real ones, how many are borderline (counted in fake/real too).
+    borderline: int = 0
     error_messages: list[str] = field(default_factory=list)
 
     def add(self, record: dict[str, Any]) -> None:
@@ -61,17 +67,21 @@ class PredictSummary:
                 self.error_messages.append(record["error"])
         elif status == STATUS_NO_FACE:
             self.no_face += 1
-        elif record["verdict"] == "fake":
-            self.fake += 1
         else:
-            self.real += 1
+            if record["verdict"] == "fake":
+                self.fake += 1
+            else:
+                self.real += 1
+            if record.get("borderline"):
+                self.borderline += 1
 
     @property
     def processed(self) -> int:
         return self.total - self.errors
 
     def to_dict(self) -> dict[str, Any]:
-        return {"total": self.total, "fake": self.fake, "real": self.real, "no_face": self.no_face, "errors": self.errors}
+        return {"total": self.total, "fake": self.fake, "real": self.real, "no_face": self.no_face, "errors": self.errors,
+                "borderline": self.borderline}
 
 
 def predict_images(
@@ -84,6 +94,7 @@ def predict_images(
     chunk = chunk or max(1, pipeline.batch_size)
     model = pipeline.classifier.name
     threshold = pipeline.classifier.threshold
+    band = pipeline.classifier.borderline_band
     pending: list[tuple[str, np.ndarray | str]] = []
 
     def flush() -> Iterator[dict[str, Any]]:
@@ -94,7 +105,7 @@ def predict_images(
             if isinstance(img, str):
                 yield error_record(p, img, model)
             else:
-                yield image_record(p, next(by_path), threshold, model)
+                yield image_record(p, next(by_path), threshold, model, band)
         pending.clear()
 
     for path in paths:

@@ -46,8 +46,9 @@ from deepfake_cli.media.frames import iter_frames, sample_indices, video_info
 from deepfake_cli.media.images import is_image_path, is_video_path, still_image_format
 from deepfake_cli.inference.pipeline import FacePipeline, FaceResult
 from deepfake_cli.inference.predict import STATUS_ERROR, STATUS_NO_FACE, STATUS_OK, error_record, predict_images
-from deepfake_cli.inference.records import ImageRecord
+from deepfake_cli.inference.records import ImageRecord, marked_verdict
 from deepfake_cli.faces.tracking import IouTracker
+from deepfake_cli.inference.verdict import borderline, margin
 from deepfake_cli.inference.verdict import verdict as verdict_of
 from deepfake_cli.inference.scan_threads import (  # noqa: F401 (the constants: re-exported)
     _PER_THREAD_TORCH_THREADS,
@@ -65,11 +66,15 @@ STAGES = ("decode", "detect", "classify", "encode")
 # Per-frame rows (CSV): one per face of each sampled frame, or one saying "no_face".
 FRAME_COLUMNS = (
     "video", "frame", "timestamp", "status", "track_id", "x1", "y1", "x2", "y2",
-    "det_prob", "p_fake", "label", "method", "error",
+    "det_prob", "p_fake", "label", "margin", "borderline", "method", "error",
 )
-# Per-video summary rows (table/CSV); JSON keeps the whole summary.
+# Per-video summary rows (table; CSV adds borderline and margin); JSON keeps the whole summary.
 SUMMARY_COLUMNS = (
     "video", "status", "verdict", "p_fake", "aggregate", "tracks", "face_count",
+    "frames_sampled", "frames_with_face", "method", "seconds", "error",
+)
+SUMMARY_CSV_COLUMNS = (
+    "video", "status", "verdict", "borderline", "p_fake", "margin", "aggregate", "tracks", "face_count",
     "frames_sampled", "frames_with_face", "method", "seconds", "error",
 )
 ROW_FACE = "face"
@@ -263,6 +268,7 @@ class _VideoScan:
         self.keep_rows = keep_rows
         self.classifier = pipeline.classifier
         self.threshold = pipeline.classifier.threshold
+        self.band = pipeline.classifier.borderline_band
         self.timer = StageTimer()
         self.tracker = IouTracker(video_cfg.track_iou, video_cfg.track_max_missed)
         self.tracks: dict[int, _TrackStats] = defaultdict(_TrackStats)
@@ -422,6 +428,7 @@ class _VideoScan:
                 **base, "status": ROW_FACE, "track_id": track_id, "x1": x1, "y1": y1, "x2": x2, "y2": y2,
                 "det_prob": None if result.face.prob is None else round(float(result.face.prob), 5),
                 "p_fake": round(result.score.p_fake, 6), "label": result.score.label,
+                "margin": result.score.margin, "borderline": result.score.borderline,
                 "method": result.score.method, "error": None,
             })
             drawn.append(DrawnFace(tuple(result.face.box), result.score.p_fake, track_id))  # type: ignore[arg-type]
@@ -465,7 +472,9 @@ class _VideoScan:
             "video": self.path,
             "status": status,
             "verdict": verdict,
+            "borderline": borderline(p_fake, self.threshold, self.band),
             "p_fake": p_fake,
+            "margin": margin(p_fake, self.threshold),
             "aggregate": method_name,
             "p_fake_by_aggregate": by_aggregate,
             "threshold": self.threshold,
@@ -504,6 +513,8 @@ class _VideoScan:
             "p_fake": p_fake,
             "p_fake_by_aggregate": by_aggregate,
             "verdict": verdict_of(p_fake, self.threshold),
+            "borderline": borderline(p_fake, self.threshold, self.band),
+            "margin": margin(p_fake, self.threshold),
             "method": method,
             "seconds": seconds,
             "votes": len(st.scores) >= self.cfg.min_track_faces
@@ -531,7 +542,8 @@ def _fix_voters(tracks: list[dict[str, Any]]) -> None:
 def error_summary(path: str | os.PathLike[str], message: str, model: str | None = None) -> dict[str, Any]:
     """The summary of a video that could not be scanned."""
     return {
-        "video": str(path), "status": STATUS_ERROR, "verdict": None, "p_fake": None, "aggregate": None,
+        "video": str(path), "status": STATUS_ERROR, "verdict": None, "borderline": None, "p_fake": None, "margin": None,
+        "aggregate": None,
         "p_fake_by_aggregate": {}, "threshold": None, "method": None, "model": model, "face_count": None,
         "tracks": [], "frames": None, "video_info": None, "sampling": None, "annotated": None,
         "timings": None, "sampled_fps": None, "error": message,
@@ -551,12 +563,18 @@ def flat_summary(summary: dict[str, Any]) -> dict[str, Any]:
     timings = summary.get("timings") or {}
     return {
         "video": summary["video"], "status": summary["status"], "verdict": summary["verdict"],
-        "p_fake": summary["p_fake"], "aggregate": summary["aggregate"],
+        "borderline": summary.get("borderline"), "p_fake": summary["p_fake"], "margin": summary.get("margin"),
+        "aggregate": summary["aggregate"],
         "tracks": None if summary["status"] == STATUS_ERROR else len(summary["tracks"]),
         "face_count": summary["face_count"], "frames_sampled": frames.get("sampled"),
         "frames_with_face": frames.get("with_face"), "method": summary["method"],
         "seconds": timings.get("total"), "error": summary["error"],
     }
+
+
+def table_summary(summary: dict[str, Any]) -> dict[str, Any]:
+    """:func:`flat_summary` for the terminal table: a borderline verdict reads ``fake?``/``real?``."""
+    return marked_verdict(flat_summary(summary), summary)
 
 
 def predict_record(summary: dict[str, Any]) -> dict[str, Any]:
@@ -567,6 +585,8 @@ def predict_record(summary: dict[str, Any]) -> dict[str, Any]:
         summary["status"],
         verdict=summary["verdict"] if ok else None,
         p_fake=summary["p_fake"],
+        borderline=summary.get("borderline") if ok else None,
+        margin=summary.get("margin") if ok else None,
         method=summary["method"],
         face_count=summary["face_count"],
         threshold=summary["threshold"],

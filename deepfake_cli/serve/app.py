@@ -24,7 +24,7 @@ from typing import Any, Literal, Optional
 from fastapi import APIRouter, Depends, FastAPI, File, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
@@ -33,6 +33,7 @@ from deepfake_cli.inference.classifier import FaceClassifier
 from deepfake_cli.config import Aggregation, CamMethod, Config
 from deepfake_cli.errors import ConfigError, DfdetectError, InputFileError, ScanCancelled, UsageError
 from deepfake_cli.output import dumps, write_csv_rows
+from deepfake_cli.serve.annotated import ANNOTATED_MEDIA_TYPE, ANNOTATED_ROUTE
 from deepfake_cli.serve.schemas import HealthOut, ModelsOut, PredictOut, VideoOut, error_responses
 from deepfake_cli.serve.service import DetectorService
 from deepfake_cli.serve.uploads import (
@@ -60,6 +61,8 @@ GRADCAM_HEADERS = {
 DISCONNECT_POLL_S = 0.5
 WORKER_CHECKPOINT_ENV = "DFDETECT_WORKER_CHECKPOINT"
 WORKER_CONFIG_ENV = "DFDETECT_WORKER_CONFIG"
+# The annotated-video folder that 'dfdetect serve --workers N' makes for all its workers.
+WORKER_ANNOTATED_ENV = "DFDETECT_WORKER_ANNOTATED_DIR"
 
 log = logging.getLogger("dfdetect.serve")
 
@@ -81,10 +84,11 @@ def error(status: int, detail: str, headers: dict[str, str] | None = None) -> JS
     return JSONResult({"detail": detail}, status_code=status, headers=headers)
 
 
-def load_service(classifier_or_checkpoint: FaceClassifier | str | os.PathLike[str] | dict, cfg: Config) -> DetectorService:
+def load_service(classifier_or_checkpoint: FaceClassifier | str | os.PathLike[str] | dict, cfg: Config,
+                 annotated_dir: str | os.PathLike[str] | None = None) -> DetectorService:
     """A ready service from a loaded classifier, a checkpoint path, a shipped model name or a checkpoint dict."""
     if isinstance(classifier_or_checkpoint, FaceClassifier):
-        return DetectorService(classifier_or_checkpoint, cfg)
+        return DetectorService(classifier_or_checkpoint, cfg, annotated_dir)
     from deepfake_cli.models.store import resolve_model
     from deepfake_cli.runtime import configure_threads, resolve_device
 
@@ -93,13 +97,17 @@ def load_service(classifier_or_checkpoint: FaceClassifier | str | os.PathLike[st
     source = classifier_or_checkpoint
     if not isinstance(source, dict):
         source = resolve_model(source)
-    return DetectorService(FaceClassifier.from_checkpoint(source, device=device), cfg)
+    return DetectorService(FaceClassifier.from_checkpoint(source, device=device), cfg, annotated_dir)
 
 
-def create_app(classifier_or_checkpoint: FaceClassifier | str | os.PathLike[str] | dict, cfg: Config | None = None) -> FastAPI:
-    """The dfdetect web app with its model loaded (once, here, not per request)."""
+def create_app(classifier_or_checkpoint: FaceClassifier | str | os.PathLike[str] | dict, cfg: Config | None = None,
+               annotated_dir: str | os.PathLike[str] | None = None) -> FastAPI:
+    """The dfdetect web app with its model loaded (once, here, not per request).
+
+    ``annotated_dir``: a folder for annotated videos shared with other worker processes
+    (default: one inside this server's upload folder)."""
     cfg = cfg or Config()
-    service = load_service(classifier_or_checkpoint, cfg)
+    service = load_service(classifier_or_checkpoint, cfg, annotated_dir)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -240,6 +248,8 @@ async def predict_video(
     start: Optional[float] = Query(None, ge=0, description="first second to scan"),
     end: Optional[float] = Query(None, gt=0, description="last second to scan"),
     aggregate: Optional[Aggregation] = Query(None, description="how a track's scores become its score"),
+    annotate: bool = Query(False, description="also write an annotated H.264 copy (boxes, scores, the running "
+                           "video score; slower: every frame is decoded and encoded): its URL is annotated_url"),
     service: DetectorService = Depends(get_service),
     limits: UploadLimits = Depends(get_limits),
 ) -> Response:
@@ -247,7 +257,7 @@ async def predict_video(
     sampling = {"every": every, "fps": fps, "frames": frames, "start": start, "end": end, "aggregate": aggregate}
     # A client that goes away (a timeout, a retry) stops its scan: the work is for nobody.
     gone = threading.Event()
-    scan = asyncio.ensure_future(run_in_threadpool(service.predict_video, file.file, suffix, sampling, gone.is_set))
+    scan = asyncio.ensure_future(run_in_threadpool(service.predict_video, file.file, suffix, sampling, gone.is_set, annotate))
     try:
         while not scan.done():
             await asyncio.wait({scan}, timeout=DISCONNECT_POLL_S)
@@ -258,12 +268,34 @@ async def predict_video(
         gone.set()
         raise
     if format == "csv":
-        return Response(
-            write_csv_rows(result["rows"], result["columns"]),
-            media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": 'attachment; filename="frames.csv"', "X-Verdict": str(result["prediction"] or result["status"])},
-        )
+        headers = {"Content-Disposition": 'attachment; filename="frames.csv"', "X-Verdict": str(result["prediction"] or result["status"])}
+        if result["annotated_url"]:
+            headers["X-Annotated-URL"] = result["annotated_url"]
+        return Response(write_csv_rows(result["rows"], result["columns"]), media_type="text/csv; charset=utf-8", headers=headers)
     return JSONResult(result)
+
+
+@router.get(
+    ANNOTATED_ROUTE + "/{name}",
+    response_class=FileResponse,
+    responses={200: {"content": {ANNOTATED_MEDIA_TYPE: {}}, "description": "the annotated video (H.264 MP4; Range requests answered with 206)"},
+               404: {"description": "no such video: never written, or expired (serve.annotated_ttl)"}},
+    summary="An annotated video written by POST /predict/video?annotate=true",
+)
+def annotated(name: str, service: DetectorService = Depends(get_service)) -> FileResponse:
+    path = service.annotated.find(name)
+    if path is None:
+        raise HTTPException(404, f"no such annotated video: they are kept {service.annotated.ttl:g} s after their scan "
+                                 "(serve.annotated_ttl); scan the video again with annotate=true")
+    # Starlette's FileResponse answers Range requests (206) and HEAD, so browsers can seek.
+    return FileResponse(
+        path, media_type=ANNOTATED_MEDIA_TYPE, filename="annotated.mp4", content_disposition_type="inline",
+        headers={"Cache-Control": f"private, max-age={int(service.annotated.ttl)}", "X-Content-Type-Options": "nosniff"},
+    )
+
+
+# HEAD too: players and download tools ask for the size first.
+router.add_api_route(ANNOTATED_ROUTE + "/{name}", annotated, methods=["HEAD"], include_in_schema=False)
 
 @router.post(
     "/gradcam",
@@ -353,4 +385,4 @@ def app_from_env() -> FastAPI:
         raise ConfigError(f"{WORKER_CHECKPOINT_ENV} is not set; start workers with 'dfdetect serve --workers N'")
     raw = os.environ.get(WORKER_CONFIG_ENV)
     cfg = Config.from_dict(json.loads(raw), source=WORKER_CONFIG_ENV) if raw else Config()
-    return create_app(checkpoint, cfg)
+    return create_app(checkpoint, cfg, os.environ.get(WORKER_ANNOTATED_ENV) or None)

@@ -18,6 +18,8 @@ class FaceOut(BaseModel):
     det_prob: Optional[float] = Field(description="face detector confidence; null without detection")
     p_fake: float
     label: Literal["real", "fake"]
+    margin: float = Field(description="p_fake - threshold: > 0 on the fake side")
+    borderline: bool = Field(description="p_fake within predict.borderline_band of the threshold")
     method: Optional[str] = Field(description="most likely manipulation method (7-class models)")
     probs: dict[str, float]
 
@@ -30,11 +32,13 @@ class ImageSize(BaseModel):
 class PredictOut(BaseModel):
     status: Literal["ok", "no_face"]
     verdict: Optional[Literal["real", "fake"]] = Field(description="verdict of the most suspicious face (as the CLI's)")
+    borderline: Optional[bool] = Field(description="p_fake within predict.borderline_band of the threshold: a verdict to check")
     prediction: Optional[Literal["real", "fake"]] = Field(description="alias of verdict, kept for seed-era clients")
     confidence: Optional[float] = Field(description="probability of the predicted class")
     probabilities: Optional[Probabilities]
     model: str
     p_fake: Optional[float]
+    margin: Optional[float] = Field(description="p_fake - threshold: > 0 on the fake side")
     method: Optional[str]
     threshold: float
     face_count: int
@@ -51,6 +55,8 @@ class TrackOut(BaseModel):
     p_fake: float
     p_fake_by_aggregate: dict[str, float]
     verdict: Literal["real", "fake"]
+    borderline: bool = Field(description="p_fake within predict.borderline_band of the threshold")
+    margin: float = Field(description="p_fake - threshold")
     method: Optional[str]
     votes: bool = Field(description="long enough to count towards the video's verdict")
 
@@ -58,11 +64,13 @@ class TrackOut(BaseModel):
 class VideoOut(BaseModel):
     status: Literal["ok", "no_face"]
     verdict: Optional[Literal["real", "fake"]] = Field(description="fake if any voting track is (as the CLI's)")
+    borderline: Optional[bool] = Field(description="p_fake within predict.borderline_band of the threshold: a verdict to check")
     prediction: Optional[Literal["real", "fake"]] = Field(description="alias of verdict, kept for seed-era clients")
     confidence: Optional[float]
     probabilities: Optional[Probabilities]
     model: str
     p_fake: Optional[float] = Field(description="the most suspicious track's aggregated score")
+    margin: Optional[float] = Field(description="p_fake - threshold: > 0 on the fake side")
     method: Optional[str]
     threshold: float
     face_count: int
@@ -76,6 +84,8 @@ class VideoOut(BaseModel):
     sampled_fps: Optional[float]
     columns: list[str]
     rows: list[dict[str, Any]] = Field(description="one per face of each sampled frame, or one saying no_face")
+    annotated_url: Optional[str] = Field(
+        description="with annotate=true: where to GET the annotated H.264 MP4 (kept serve.annotated_ttl seconds); else null")
     elapsed_ms: float
 
 
@@ -87,6 +97,7 @@ class HealthOut(BaseModel):
     version: str
     face_detection: bool
     threshold: float
+    borderline_band: float = Field(description="verdicts whose p_fake is closer than this to the threshold are borderline")
     uptime_s: float
     pid: int
     busy: int = Field(description="uploads being analysed now")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import os
 import shutil
 import tempfile
@@ -29,7 +30,8 @@ from deepfake_cli.errors import ConfigError, InputFileError, UsageError
 from deepfake_cli.media.images import is_animated_gif, load_image
 from deepfake_cli.inference.pipeline import FacePipeline
 from deepfake_cli.inference.predict import STATUS_NO_FACE, STATUS_OK, image_record
-from deepfake_cli.serve.uploads import spooled_to_temp_file
+from deepfake_cli.serve.annotated import AnnotatedStore
+from deepfake_cli.serve.uploads import MB, UploadStorageFull, spooled_to_temp_file
 from deepfake_cli.inference.verdict import verdict
 
 GRADCAM_VIEWS = ("overlay", "sheet")
@@ -37,7 +39,8 @@ GRADCAM_VIEWS = ("overlay", "sheet")
 # path) is a temp file of ours, "annotated" and "error" never apply; the rest are set below.
 VIDEO_SUMMARY_KEYS = tuple(
     k for k in records.VIDEO_SUMMARY_KEYS
-    if k not in ("video", "annotated", "error", "status", "verdict", "p_fake", "method", "model", "threshold", "face_count")
+    if k not in ("video", "annotated", "error", "status", "verdict", "borderline", "p_fake", "margin", "method", "model",
+                 "threshold", "face_count")
 )
 
 
@@ -63,7 +66,7 @@ def seed_fields(p_fake: float | None, threshold: float) -> dict[str, Any]:
 class DetectorService:
     """One classifier and its face pipeline, shared by every request of a worker."""
 
-    def __init__(self, classifier: FaceClassifier, cfg: Config):
+    def __init__(self, classifier: FaceClassifier, cfg: Config, annotated_dir: str | os.PathLike[str] | None = None):
         self.classifier = classifier
         self.cfg = cfg
         self.pipeline = FacePipeline.from_config(classifier, cfg)
@@ -82,6 +85,16 @@ class DetectorService:
         # whose lifespan never runs (tests, an app built and dropped) left an empty folder.
         check_upload_parent(cfg.serve.upload_dir)
         self._upload_dir: Path | None = None
+        # Annotated videos: in this server's upload folder, or one shared by --workers processes.
+        self._shared_annotated = None if annotated_dir is None else Path(annotated_dir)
+        self.annotated = AnnotatedStore(self._annotated_dir, cfg.serve.annotated_ttl, int(cfg.serve.annotated_max_mb * MB))
+
+    def _annotated_dir(self) -> Path:
+        if self._shared_annotated is not None:
+            return self._shared_annotated
+        folder = self.upload_dir / "annotated"
+        folder.mkdir(exist_ok=True)
+        return folder
 
     @property
     def upload_dir(self) -> Path:
@@ -125,6 +138,7 @@ class DetectorService:
             "version": __version__,
             "face_detection": self.pipeline.detector is not None,
             "threshold": self.classifier.threshold,
+            "borderline_band": self.classifier.borderline_band,
             "uptime_s": round(time.time() - self.started, 1),
             "pid": os.getpid(),
             # Uploads being analysed, and how many can be at once (more wait their turn).
@@ -159,12 +173,14 @@ class DetectorService:
             image = load_image(data, max_pixels=self.cfg.predict.max_image_pixels)
             faces = self.pipeline.analyze([image])[0]
         threshold = self.classifier.threshold
-        record = image_record("upload", faces, threshold, self.classifier.name)
+        record = image_record("upload", faces, threshold, self.classifier.name, self.classifier.borderline_band)
         return {
             "status": record["status"],
             **seed_fields(record["p_fake"], threshold),
+            "borderline": record["borderline"],
             "model": self.classifier.name,
             "p_fake": record["p_fake"],
+            "margin": record["margin"],
             "method": record["method"],
             "threshold": threshold,
             "face_count": record["face_count"],
@@ -175,7 +191,7 @@ class DetectorService:
 
     def predict_video(
         self, upload: BinaryIO, suffix: str, sampling: dict[str, Any] | None = None,
-        should_stop: Callable[[], bool] | None = None,
+        should_stop: Callable[[], bool] | None = None, annotate: bool = False,
     ) -> dict[str, Any]:
         """Scan an uploaded video: the verdict, its tracks and one row per face of each sampled frame.
 
@@ -185,6 +201,9 @@ class DetectorService:
         ``sampling`` overrides ``[video]`` keys (every, fps, frames, start, end,
         aggregate) for this request. The scan stops (:class:`ScanCancelled`) when
         ``should_stop`` says so (the client went away) or the server shuts down.
+        With ``annotate``, an annotated H.264 copy is written under a random name of ours
+        (:class:`~deepfake_cli.serve.annotated.AnnotatedStore`) and ``annotated_url`` says
+        where to fetch it; no room for it is :class:`UploadStorageFull` (HTTP 507).
         """
         start = time.perf_counter()
         given = {k: v for k, v in (sampling or {}).items() if v is not None}
@@ -195,25 +214,41 @@ class DetectorService:
         def stop() -> bool:
             return self.stopping.is_set() or (should_stop is not None and should_stop())
 
+        name, target = self.annotated.new() if annotate else (None, None)
         with self._slot(), spooled_to_temp_file(upload, suffix, self.upload_dir) as path:
             try:
-                result = video.scan_video(path, self.video_pipeline, video_cfg, should_stop=stop)
-            except InputFileError as exc:
-                # The scanner names the file: say "upload", not our temp path.
-                raise InputFileError(str(exc).replace(str(path), "upload")) from None
+                result = video.scan_video(path, self.video_pipeline, video_cfg, annotate_path=target, should_stop=stop)
+            except (InputFileError, OSError) as exc:
+                if target is not None and _no_room(exc, target.parent):
+                    raise UploadStorageFull(
+                        errno.ENOSPC, "no room for the annotated video in the server's upload folder; try without "
+                        "annotate, a shorter video or later, or ask the operator to free space in serve.upload_dir",
+                    ) from None
+                if not isinstance(exc, InputFileError):
+                    raise
+                # The scanner names the files: say "upload" and "annotated video", not our paths.
+                message = str(exc).replace(str(path), "upload")
+                if target is not None:
+                    message = message.replace(str(target), "annotated video")
+                raise InputFileError(message) from None
+        if name is not None:
+            self.annotated.sweep(keep=name)  # within serve.annotated_max_mb, this one kept
         summary = result.summary
         threshold = summary["threshold"]
         return {
             "status": summary["status"],
             **seed_fields(summary["p_fake"], threshold),
+            "borderline": summary["borderline"],
             "model": summary["model"],
             "p_fake": summary["p_fake"],
+            "margin": summary["margin"],
             "method": summary["method"],
             "threshold": threshold,
             "face_count": summary["face_count"],
             **{key: summary[key] for key in VIDEO_SUMMARY_KEYS},
             "columns": self.frame_columns,
             "rows": [{c: row.get(c) for c in self.frame_columns} for row in result.rows],
+            "annotated_url": None if name is None else self.annotated.url(name),
             "elapsed_ms": round((time.perf_counter() - start) * 1000.0, 1),
         }
 
@@ -271,6 +306,17 @@ class DetectorService:
             layer=first.layer,
         )
         return encode_png(picture), info
+
+
+def _no_room(exc: BaseException, folder: Path) -> bool:
+    """Whether a failed annotated scan ran out of disk: ENOSPC/EDQUOT, or (OpenCV's writer
+    swallows write errors, and the check afterwards only finds a short file) under 1 MB free."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    try:
+        return shutil.disk_usage(folder).free < MB
+    except OSError:
+        return False
 
 
 def encode_png(rgb: np.ndarray) -> bytes:

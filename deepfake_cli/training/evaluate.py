@@ -26,7 +26,7 @@ import pandas as pd
 
 from deepfake_cli.models.checkpoint import load_checkpoint, save_checkpoint
 from deepfake_cli.inference.classifier import FaceClassifier
-from deepfake_cli.config import save_resolved_config
+from deepfake_cli.config import DEFAULT_BORDERLINE_BAND, save_resolved_config
 from deepfake_cli.data.datasets import (
     DatasetSplits, SplitData, as_roots, balanced_per_dataset, crop_digests, data_fingerprint, load_crops, load_splits,
     read_face_table,
@@ -45,7 +45,7 @@ from deepfake_cli.training.metrics import (
     video_metrics,
     video_scores,
 )
-from deepfake_cli.inference.verdict import verdict
+from deepfake_cli.inference.verdict import borderline, margin, verdict
 
 EVAL_SPLITS: tuple[str, ...] = ("auto", "all", "train", "val", "test")
 THRESHOLD_SOURCES: tuple[str, ...] = ("checkpoint", "val")
@@ -308,6 +308,9 @@ def write_report(report: dict[str, Any], out_dir: str | os.PathLike[str], frame:
     preds = frame[[c for c in ("path", "label", "method", "split", "video_key") if c in frame.columns]].copy()
     preds["p_fake"] = p_fake.astype(np.float64)
     preds["predicted"] = verdict(p_fake, threshold)
+    # How far each crop's score is from the threshold, and whether that is within the band.
+    preds["margin"] = margin(p_fake, threshold)
+    preds["borderline"] = borderline(p_fake, threshold, report.get("borderline_band", DEFAULT_BORDERLINE_BAND))
     for i, name in enumerate(labels):
         # Binary models: "p_fake" is the score above (1 - p_real), not the softmax's own
         # fake output, which can differ from it in the last bit and flip a tie at the threshold.
@@ -533,6 +536,8 @@ def evaluate(
         },
         "threshold_source": source,
         "threshold_info": threshold_info,
+        # predictions.csv marks crops whose p_fake is within this of the threshold.
+        "borderline_band": cfg.predict.borderline_band,
         **report,
     }
     write_report(report, out_dir, rows.frame, probs, classifier.labels)

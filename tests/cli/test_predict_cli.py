@@ -280,3 +280,60 @@ def test_image_batches_show_a_progress_bar_on_a_terminal_only(sepcnn_ckpt, monke
     monkeypatch.undo()
     quiet = runner.invoke(app, [*args, "-q"], env=env)
     assert quiet.exit_code == 0 and quiet.stderr == ""
+
+
+def test_a_borderline_verdict_is_marked_in_every_format_and_leaves_exit_codes_alone(sepcnn_ckpt, tmp_path):
+    """0.01 over the threshold is still 'fake' (counts, --fail-on-fake's 3), but every output says it is close."""
+    need_shared(PHOTOS)
+    photo = tmp_path / "kate_siegel.jpg"
+    photo.write_bytes((PHOTOS / "kate_siegel.jpg").read_bytes())
+    base = ["predict", str(photo), "-m", str(sepcnn_ckpt)]
+    p_fake = json.loads(runner.invoke(app, [*base, "--jsonl"]).stdout)["p_fake"]
+    near = [*base, "--threshold", f"{p_fake - 0.01:.6f}"]
+    result = runner.invoke(app, [*near, "--jsonl"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["verdict"] == "fake" and record["borderline"] is True and record["margin"] == pytest.approx(0.01, abs=2e-6)
+    assert record["faces"][0]["borderline"] is True and record["faces"][0]["label"] == "fake"
+    assert "1 fake, 0 real" in result.stderr and "(1 borderline)" in result.stderr
+    assert runner.invoke(app, [*near, "--jsonl", "--fail-on-fake"]).exit_code == 3  # still fake for the exit code
+    row = next(csv.DictReader(io.StringIO(runner.invoke(app, [*near, "--csv"]).stdout)))
+    assert (row["verdict"], row["borderline"], row["face_borderline"]) == ("fake", "True", "True")
+    assert float(row["margin"]) == pytest.approx(0.01, abs=2e-6)
+    table = runner.invoke(app, [*near, "--format", "table"], env={"COLUMNS": "80"})
+    assert table.exit_code == 0 and "fake?" in table.stdout, table.stdout
+    assert "?: borderline, p_fake within 0.1 of the threshold" in table.stdout
+    assert max(len(line) for line in table.stdout.splitlines()) <= 80
+    # A narrower band (flag or environment), or a score far from the threshold: a plain verdict.
+    for args, env in (([*near, "--borderline-band", "0.005"], {}), (near, {"DFDETECT_PREDICT_BORDERLINE_BAND": "0"}),
+                      ([*base, "--threshold", f"{max(0.0, p_fake - 0.3):.6f}"], {})):
+        plain = runner.invoke(app, [*args, "--format", "table"], env={"COLUMNS": "80", **env})
+        assert plain.exit_code == 0 and "fake?" not in plain.stdout and "?: borderline" not in plain.stdout
+        assert "borderline)" not in plain.stderr
+        assert json.loads(runner.invoke(app, [*args, "--jsonl"], env=env).stdout)["borderline"] is False
+    below = runner.invoke(app, [*base, "--threshold", f"{p_fake + 0.01:.6f}", "--jsonl", "--fail-on-fake"])
+    assert below.exit_code == 0 and json.loads(below.stdout)["verdict"] == "real"  # borderline real: exit 0
+    assert json.loads(below.stdout)["borderline"] is True
+    assert runner.invoke(app, [*base, "--borderline-band", "2"]).exit_code == 2
+
+
+def test_the_progress_display_counts_borderline_verdicts_and_stdout_stays_the_same(sepcnn_ckpt, monkeypatch):
+    need_shared(MESONET_PHOTOS)
+    from rich.console import Console
+
+    from deepfake_cli.cli import predict_cmd
+
+    # Band 1: every verdict is borderline; band 0: none is.
+    for band, counted in (("1", True), ("0", False)):
+        args = ["predict", str(MESONET_PHOTOS), "-m", str(sepcnn_ckpt), "--no-detect", "--borderline-band", band]
+        for fmt in ("--jsonl", "--csv", "--json"):
+            plain = runner.invoke(app, [*args, fmt], env={"TERM": "xterm"})
+            terminal = io.StringIO()
+            with monkeypatch.context() as mp:
+                mp.setattr(predict_cmd, "stderr", Console(file=terminal, force_terminal=True, width=160))
+                shown = runner.invoke(app, [*args, fmt], env={"TERM": "xterm"})
+            assert shown.exit_code == plain.exit_code == 0, shown.output
+            assert shown.stdout == plain.stdout  # machine-readable output byte for byte as without a terminal
+            drawn = terminal.getvalue()
+            assert "4/4" in drawn and "files/s" in drawn, drawn
+            assert "so far: " in drawn and ("(4 borderline)" in drawn) is counted, drawn

@@ -195,3 +195,30 @@ def test_the_access_log_cuts_long_query_strings():
         logging.config.dictConfig({"version": 1, "disable_existing_loggers": False})
     first, second = stream.getvalue().splitlines()
     assert len(first) < 300 and "...[4900 more]" in first and '/health?x=1 HTTP/1.1" 200' in second
+
+
+def test_workers_get_one_annotated_video_folder_removed_when_the_server_stops(sepcnn_ckpt, monkeypatch, tmp_path):
+    import os
+    from pathlib import Path
+
+    import uvicorn
+
+    from deepfake_cli.serve.app import WORKER_ANNOTATED_ENV
+
+    seen = {}
+
+    def fake_run(target, **options):  # what the workers would find while they run
+        folder = Path(os.environ[WORKER_ANNOTATED_ENV])
+        seen.update(target=target, workers=options["workers"], folder=folder, existed=folder.is_dir())
+
+    monkeypatch.setattr(uvicorn, "run", fake_run)
+    monkeypatch.setenv("DFDETECT_SERVE_UPLOAD_DIR", str(tmp_path))
+    from deepfake_cli.serve.app import WORKER_CHECKPOINT_ENV, WORKER_CONFIG_ENV
+
+    for name in (WORKER_ANNOTATED_ENV, WORKER_CHECKPOINT_ENV, WORKER_CONFIG_ENV):
+        monkeypatch.setenv(name, "")  # run_server sets them for its workers: restored after the test
+    result = runner.invoke(app, ["serve", "--model", str(sepcnn_ckpt), "--port", "0", "--workers", "2"])
+    assert result.exit_code == 0, result.stderr
+    assert seen["workers"] == 2 and seen["existed"] and seen["folder"].parent == tmp_path
+    assert seen["folder"].name.startswith(f"dfdetect-uploads-{os.getpid()}-")  # swept after a kill, as uploads are
+    assert not seen["folder"].exists()

@@ -228,3 +228,56 @@ def test_sigterm_mid_scan_keeps_the_previous_report_and_leaves_no_partial_file(s
     assert report.read_text() == "previous report\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.csv"]  # no partial report or video
 
+
+
+def test_a_borderline_video_is_marked_in_its_summary_tracks_rows_and_table(sepcnn_ckpt, tmp_path):
+    need_shared(ORIGINAL_004)
+    args = ["video", str(ORIGINAL_004), "-m", str(sepcnn_ckpt), "--frames", "3", "--aggregate", "max"]
+    p_fake = json.loads(runner.invoke(app, [*args, "--jsonl"]).stdout)["p_fake"]
+    near = [*args, "--threshold", f"{p_fake - 0.02:.6f}"]
+    rows_csv = tmp_path / "rows.csv"
+    result = runner.invoke(app, [*near, "--jsonl", "--fail-on-fake", "--out", str(rows_csv)])
+    assert result.exit_code == 3, result.output  # fake is fake, borderline or not
+    summary = json.loads(result.stdout)
+    assert summary["verdict"] == "fake" and summary["borderline"] is True
+    assert summary["margin"] == pytest.approx(0.02, abs=2e-6)
+    top = max(summary["tracks"], key=lambda t: t["p_fake"])
+    assert top["borderline"] is True and top["margin"] == pytest.approx(0.02, abs=2e-6)
+    assert "borderline: margin +0.020" in result.stderr and "(1 borderline)" in result.stderr
+    _, rows = read_csv(rows_csv.read_text())
+    faces = [r for r in rows if r["status"] == "face"]
+    assert faces and all(r["borderline"] in ("True", "False") and r["margin"] != "" for r in faces)
+    assert all((r["borderline"] == "True") == (abs(float(r["margin"])) < 0.1) for r in faces)
+    csv_summary = next(csv.DictReader(io.StringIO(runner.invoke(app, [*near, "--format", "csv"]).stdout)))
+    assert csv_summary["verdict"] == "fake" and csv_summary["borderline"] == "True"
+    table = runner.invoke(app, [*near, "--format", "table"], env={"COLUMNS": "80"}).stdout
+    assert "fake?" in table and "?: borderline, p_fake within 0.1 of the threshold" in table, table
+    far = runner.invoke(app, [*args, "--threshold", f"{max(0.0, p_fake - 0.3):.6f}", "--format", "table"],
+                        env={"COLUMNS": "80"})
+    assert "fake?" not in far.stdout and "borderline" not in far.stderr
+
+
+def test_a_batch_of_videos_shows_which_video_and_the_running_counts_on_a_terminal(sepcnn_ckpt, monkeypatch, tmp_path):
+    need_shared(ORIGINAL_004, ORIGINAL_519)
+    from rich.console import Console
+
+    from deepfake_cli.cli import video_cmd
+
+    args = ["video", str(ORIGINAL_004), str(ORIGINAL_519), "-m", str(sepcnn_ckpt), "--frames", "2", "--jsonl",
+            "--borderline-band", "1"]
+    plain = runner.invoke(app, args)
+    terminal = io.StringIO()
+    monkeypatch.setattr(video_cmd, "stderr", Console(file=terminal, force_terminal=True, width=200))
+    shown = runner.invoke(app, args)
+    assert shown.exit_code == plain.exit_code == 0, shown.output
+    drawn = terminal.getvalue()
+    assert "video 1 of 2" in drawn and "video 2 of 2; so far " in drawn and "519.mp4" in drawn, drawn
+    assert "(1 borderline)" in drawn.split("video 2 of 2")[-1], drawn  # the first video's verdict, counted
+
+    def without_timings(text: str) -> list[dict]:
+        return [{k: v for k, v in json.loads(line).items() if k not in ("timings", "sampled_fps")}
+                for line in text.splitlines()]
+
+    assert without_timings(shown.stdout) == without_timings(plain.stdout)  # stdout as in a pipe
+    one = runner.invoke(app, args[:2] + args[3:])  # one video: no batch position
+    assert one.exit_code == 0 and "video 1 of 1" not in terminal.getvalue()

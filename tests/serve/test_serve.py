@@ -167,7 +167,7 @@ def test_predict_face_photo_matches_the_cli_pipeline(client, sepcnn_ckpt):
     assert data["probabilities"]["real"] + data["probabilities"]["fake"] == pytest.approx(1.0)
     assert data["confidence"] == pytest.approx(max(data["probabilities"].values()))
     face = data["faces"][0]
-    assert set(face) == {"index", "box", "det_prob", "p_fake", "label", "method", "probs"}
+    assert set(face) == {"index", "box", "det_prob", "p_fake", "label", "margin", "borderline", "method", "probs"}
     assert len(face["box"]) == 4 and face["det_prob"] > 0.95
     # The same pipeline as `dfdetect predict`: the same faces and scores.
     pipeline = FacePipeline.from_config(FaceClassifier.from_checkpoint(sepcnn_ckpt), Config())
@@ -202,6 +202,42 @@ def test_threshold_and_multiclass_without_detection(tmp_path, multiclass_ckpt):
     assert data["method"] in ("DeepFakeDetection", "Deepfakes", "Face2Face", "FaceShifter", "FaceSwap", "NeuralTextures")
     assert len(data["faces"][0]["probs"]) == 7 and data["faces"][0]["det_prob"] is None
     assert data["probabilities"]["real"] == pytest.approx(data["faces"][0]["probs"]["original"], abs=1e-5)
+
+
+def test_borderline_verdicts_in_the_apis_json_as_in_the_clis(tmp_path, sepcnn_ckpt):
+    """/predict and /predict/video say how close a verdict is to the threshold, with the CLI's field names."""
+    need_shared(PHOTOS, ORIGINAL_004)
+    from deepfake_cli.serve.schemas import FaceOut, HealthOut, PredictOut, TrackOut, VideoOut
+
+    photo = PHOTOS / "kate_siegel.jpg"
+    cfg = Config()
+    cfg.serve.upload_dir = str(tmp_path)
+    with _client(create_app(sepcnn_ckpt, cfg)) as c:
+        p_fake = c.post("/predict", files=jpeg_upload(photo)).json()["p_fake"]
+        video_p = c.post("/predict/video", params={"frames": 3, "aggregate": "max"},
+                         files=video_upload(ORIGINAL_004.read_bytes(), "004.mp4")).json()["p_fake"]
+    for threshold, borderline in ((p_fake - 0.01, True), (p_fake + 0.03, True), (max(0.0, p_fake - 0.3), False)):
+        cfg.predict.threshold = threshold
+        with _client(create_app(sepcnn_ckpt, cfg)) as c:
+            data = c.post("/predict", files=jpeg_upload(photo)).json()
+            assert c.get("/health").json()["borderline_band"] == 0.1
+        assert data["borderline"] is borderline and data["margin"] == pytest.approx(p_fake - threshold, abs=2e-6)
+        assert data["verdict"] == ("fake" if p_fake >= threshold else "real")  # the verdict is unchanged
+        assert data["faces"][0]["borderline"] is borderline
+    cfg.predict.threshold = video_p + 0.02
+    cfg.predict.borderline_band = 0.05
+    with _client(create_app(sepcnn_ckpt, cfg)) as c:
+        data = c.post("/predict/video", params={"frames": 3, "aggregate": "max"},
+                      files=video_upload(ORIGINAL_004.read_bytes(), "004.mp4")).json()
+        assert c.get("/health").json()["borderline_band"] == 0.05
+    assert data["verdict"] == "real" and data["borderline"] is True and data["margin"] == pytest.approx(-0.02, abs=2e-6)
+    assert {"borderline", "margin"} <= set(data["tracks"][0]) and {"borderline", "margin"} <= set(data["columns"])
+    faces = [row for row in data["rows"] if row["status"] == "face"]
+    assert all(row["borderline"] == (abs(row["margin"]) < 0.05) for row in faces)
+    for model, fields in ((PredictOut, {"borderline", "margin"}), (VideoOut, {"borderline", "margin"}),
+                          (FaceOut, {"borderline", "margin"}), (TrackOut, {"borderline", "margin"}),
+                          (HealthOut, {"borderline_band"})):
+        assert fields <= set(model.model_fields), model
 
 
 # ---------------------------------------------------------------- errors
@@ -673,3 +709,129 @@ def test_upload_folders_of_a_killed_server_are_swept_at_start(tmp_path, sepcnn_c
         own = c.app.state.service.upload_dir
         assert own.name.startswith(f"dfdetect-uploads-{os.getpid()}-")
         assert sorted(p.name for p in tmp_path.iterdir()) == sorted([own.name, legacy.name])
+
+
+# ---------------------------------------------------------------- annotated videos
+
+
+def _codec(data: bytes) -> tuple[str, int, int, int]:
+    import av
+
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.video[0]
+        return stream.codec_context.name, stream.width, stream.height, stream.frames
+
+
+@pytest.fixture
+def annotating(tmp_path, sepcnn_ckpt):
+    cfg = Config()
+    cfg.serve.upload_dir = str(tmp_path)
+    with _client(create_app(sepcnn_ckpt, cfg)) as c:
+        yield c
+
+
+def test_an_annotated_video_is_written_served_as_h264_with_ranges_and_found_by_its_url_only(annotating, tmp_path):
+    need_shared(ORIGINAL_004)
+    from deepfake_cli.media.annotate import h264_available
+
+    data = ORIGINAL_004.read_bytes()
+    plain = annotating.post("/predict/video", params={"frames": 3}, files=video_upload(data, "004.mp4"))
+    assert plain.status_code == 200 and plain.json()["annotated_url"] is None
+    r = annotating.post("/predict/video", params={"frames": 3, "annotate": "true"}, files=video_upload(data, "004.mp4"))
+    assert r.status_code == 200, r.text
+    result = r.json()
+    url = result["annotated_url"]
+    assert url.startswith("/annotated/") and url.endswith(".mp4") and len(url.rsplit("/", 1)[1]) == 36
+    assert result["verdict"] == plain.json()["verdict"] and str(tmp_path) not in r.text  # no server path in the answer
+    video = annotating.get(url)
+    assert video.status_code == 200 and video.headers["content-type"] == "video/mp4"
+    assert video.headers["accept-ranges"] == "bytes" and "inline" in video.headers["content-disposition"]
+    assert video.headers["x-content-type-options"] == "nosniff"
+    if h264_available():
+        assert _codec(video.content) == ("h264", 1280, 720, 309)  # 004.mp4's size, every frame drawn
+    # A browser seeks with Range requests: 206 with the bytes asked for.
+    part = annotating.get(url, headers={"Range": "bytes=100-199"})
+    assert part.status_code == 206 and part.content == video.content[100:200]
+    assert part.headers["content-range"] == f"bytes 100-199/{len(video.content)}"
+    assert annotating.head(url).status_code == 200
+    # The upload itself is gone; the annotated copy is the one file left, in the server's own folder.
+    (left,) = uploads_left(tmp_path)
+    assert left.name == url.rsplit("/", 1)[1] and left.parent.parent.name.startswith("dfdetect-uploads-")
+    # Every other name is 404, whatever it tries.
+    others = [
+        "/annotated/" + "A" * 32 + ".mp4",  # the form of a name, never written
+        "/annotated/" + url.rsplit("/", 1)[1][:-4] + ".MP4",
+        "/annotated/..%2F..%2Fetc%2Fpasswd", "/annotated/%2e%2e", "/annotated/%2E%2E%2Fhealth",
+        "/annotated/" + "..%2F" * 3 + left.parent.name + "%2F" + left.name,
+        "/annotated/", "/annotated/%00.mp4",
+    ]
+    for other in others:
+        miss = annotating.get(other)
+        assert miss.status_code == 404 and miss.headers["content-type"].startswith("application/json"), (other, miss.text)
+    # With format=csv the URL comes in a header.
+    csv = annotating.post("/predict/video", params={"frames": 2, "annotate": "true", "format": "csv"},
+                          files=video_upload(data, "004.mp4"))
+    assert csv.status_code == 200 and annotating.get(csv.headers["x-annotated-url"]).status_code == 200
+
+
+def test_annotated_videos_expire_and_the_oldest_go_beyond_the_room_they_may_take(tmp_path, sepcnn_ckpt, blue_video, monkeypatch):
+    import os
+    import time
+
+    cfg = Config()
+    cfg.serve.upload_dir = str(tmp_path)
+    cfg.serve.annotated_ttl = 60
+    with _client(create_app(sepcnn_ckpt, cfg)) as c:
+        urls = []
+        for _ in range(3):
+            r = c.post("/predict/video", params={"annotate": "true"}, files=video_upload(blue_video, "blue.mp4"))
+            assert r.status_code == 200, r.text
+            urls.append(r.json()["annotated_url"])
+        assert all(c.get(u).status_code == 200 for u in urls)
+        store = c.app.state.service.annotated
+        # An hour old: past serve.annotated_ttl, gone at the next look.
+        old = store.folder / urls[0].rsplit("/", 1)[1]
+        os.utime(old, (time.time() - 3600,) * 2)
+        assert c.get(urls[0]).status_code == 404 and not old.exists()
+        # Beyond serve.annotated_max_mb in all, the oldest go first; the newest is kept.
+        os.utime(store.folder / urls[1].rsplit("/", 1)[1], (time.time() - 30,) * 2)
+        store.max_bytes = 1
+        r = c.post("/predict/video", params={"annotate": "true"}, files=video_upload(blue_video, "blue.mp4"))
+        newest = r.json()["annotated_url"]
+        assert [c.get(u).status_code for u in (urls[1], urls[2], newest)] == [404, 404, 200]
+        own = c.app.state.service.upload_dir
+    assert not own.exists() and list(tmp_path.iterdir()) == []  # the server stopped: its videos went with it
+
+
+def test_no_room_for_an_annotated_video_is_507_and_leaves_nothing(annotating, blue_video, tmp_path, monkeypatch):
+    import errno
+
+    from deepfake_cli.media import annotate
+
+    def full_disk(self, frame):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(annotate.AnnotatedVideoWriter, "write", full_disk)
+    r = annotating.post("/predict/video", params={"annotate": "true"}, files=video_upload(blue_video, "blue.mp4"))
+    assert_error(r, 507, "no room for the annotated video in the server's upload folder")
+    assert r.headers["retry-after"] == "60"
+    assert uploads_left(tmp_path) == []
+
+
+def test_workers_share_one_folder_of_annotated_videos(sepcnn_ckpt, tmp_path, monkeypatch):
+    from deepfake_cli.serve.app import WORKER_ANNOTATED_ENV
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    cfg = Config()
+    cfg.serve.upload_dir = str(tmp_path)
+    monkeypatch.setenv(WORKER_CHECKPOINT_ENV, str(sepcnn_ckpt))
+    monkeypatch.setenv(WORKER_CONFIG_ENV, json.dumps(cfg.to_dict()))
+    monkeypatch.setenv(WORKER_ANNOTATED_ENV, str(shared))
+    first, second = app_from_env(), app_from_env()
+    name = "B" * 32 + ".mp4"
+    (shared / name).write_bytes(b"as one worker wrote it")
+    with _client(first) as a, _client(second) as b:
+        assert a.app.state.service.annotated.folder == shared == b.app.state.service.annotated.folder
+        assert b.get(f"/annotated/{name}").content == b"as one worker wrote it"
+    assert (shared / name).exists()  # a worker stopping leaves the shared folder to 'dfdetect serve'

@@ -79,6 +79,13 @@ def test_report_numbers_equal_hand_computed_ones(tmp_path):
     assert pd.read_csv(tmp_path / "confusion.csv", index_col=0).to_numpy().tolist() == [[3, 1], [1, 3]]
     preds = pd.read_csv(tmp_path / "predictions.csv")
     assert preds["predicted"].tolist() == ["real", "real", "fake", "real", "fake", "real", "fake", "fake"]
+    # How close each crop came to the threshold (0.5): within the default band of 0.1, or 0.6 and 0.4 are not.
+    assert preds["margin"].tolist() == pytest.approx([-0.4, -0.2, 0.1, -0.3, 0.3, -0.1, 0.4, 0.2])
+    assert not preds["borderline"].any()
+    report["borderline_band"] = 0.25
+    write_report(report, tmp_path, frame, probs, ["real", "fake"])
+    preds = pd.read_csv(tmp_path / "predictions.csv")
+    assert preds["borderline"].tolist() == [False, True, True, False, False, True, False, True]
     md = (tmp_path / "report.md").read_text()
     assert "| ROC-AUC | 0.9375 |" in md and "| EER | 0.2500 |" in md and "| Face2Face | 2 | 1.0000 |" in md
 
@@ -118,6 +125,8 @@ def test_evaluate_scores_crops_as_predict_does(tmp_path, sepcnn_ckpt):
     direct = clf.predict_proba([load_image(p) for p in preds["path"]])[:, 1]
     assert np.allclose(preds["p_fake"], direct, atol=1e-6)
     assert report["frame"]["auc"] == pytest.approx(roc_auc(preds["label"] == "fake", direct), abs=1e-6)
+    assert report["borderline_band"] == 0.1  # predict.borderline_band, which predictions.csv's borderline uses
+    assert (preds["borderline"] == ((preds["p_fake"] - report["threshold"]).abs().round(6) < 0.1)).all()
 
     # --threshold-from val: refused on 6 crops a class (noise), then chosen on the val
     # carve-out and written into the checkpoint.
