@@ -59,6 +59,17 @@ def jsonl(text: str) -> list[dict]:
     return records
 
 
+def rounded(value, places=4):
+    """``value`` with every float rounded to ``places`` decimals."""
+    if isinstance(value, float):
+        return round(value, places)
+    if isinstance(value, dict):
+        return {k: rounded(v, places) for k, v in value.items()}
+    if isinstance(value, list):
+        return [rounded(v, places) for v in value]
+    return value
+
+
 def test_predict_ray_gives_the_local_records_in_order(ray_cluster, tmp_path):
     broken = tmp_path / "broken.jpg"
     broken.write_text("not an image\n")
@@ -69,7 +80,8 @@ def test_predict_ray_gives_the_local_records_in_order(ray_cluster, tmp_path):
     assert local.exit_code == on_ray.exit_code == 4, (local.output, on_ray.output)
     assert "2 Ray actor(s)" in on_ray.stderr
     records = jsonl(on_ray.stdout)
-    assert records == jsonl(local.stdout)
+    # Actors run torch on their own thread count: scores may differ in the 6th decimal.
+    assert rounded(records) == rounded(jsonl(local.stdout))
     assert len(records) == 9 and records[-1]["status"] == "error"
     assert [r["path"] for r in records] == sorted(str(p) for p in PHOTO_ROOT.rglob("*.jpg")) + [str(broken)]
 
