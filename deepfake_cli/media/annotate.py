@@ -38,7 +38,10 @@ FOURCC_BY_SUFFIX = {
 
 # Containers written as H.264 through PyAV when it is installed with libx264.
 H264_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv"})
-H264_PRESET = "veryfast"  # about 64 frames/s of 720p on one core; 5x smaller than mp4v at crf 23
+# superfast: about 25% less CPU than veryfast (309 frames of 720p YUV, one thread: 1.7 s against
+# 2.3 s on a loaded machine), files about 2.3x larger (1.1 MB against 0.48 MB), still about half
+# of mp4v's size. A second encoder thread bought nothing on 2 cores busy with the scan.
+H264_PRESET = "superfast"
 H264_CRF = "23"
 
 
