@@ -27,10 +27,12 @@ and dfdetect boxes side by side.
 Targets on 2 cores: >= 5x with the annotated video, >= 10x CSV only, boxes
 agreeing (IoU >= 0.9) on >= 95% of sampled frames.
 
-Each round also times the floor of any annotated scan: decoding every frame,
-converting it to BGR and encoding it with OpenCV, on one thread, with no face
-detection at all. Half of that (both cores perfectly busy) bounds the
-annotated speed-up any pipeline can reach on this machine; with dfdetect's
+Each round also times the floor of any annotated scan, on one thread, with no face
+detection at all, both ways: decoding every frame with OpenCV, converting it to
+BGR and encoding that (the fallback path, and dfdetect before it decoded YUV), and
+decoding every frame with PyAV as YUV planes (BGR for the sampled ones only) and
+encoding the planes as they are (dfdetect's path for H.264 copies). Half of the
+latter (both cores perfectly busy) bounds the annotated speed-up any pipeline can reach on this machine; with dfdetect's
 own face work added (its CSV-only CPU seconds less its decoding), the bound for
 dfdetect.
 
@@ -167,18 +169,63 @@ def floor_scan(video: Path, every: int, annotate: Path) -> dict:
     t = time.perf_counter()
     writer.close()
     stages["encode"] += time.perf_counter() - t
-    return {"codec": writer.codec, "wall": time.perf_counter() - started, "cpu": time.process_time() - cpu_started, "stages": stages,
+    result = {"codec": writer.codec, "wall": time.perf_counter() - started, "cpu": time.process_time() - cpu_started,
+              "stages": stages, "decoded": index}
+    if writer.codec == "h264":
+        result["yuv"] = yuv_floor_scan(video, every, annotate.with_name("floor_yuv.mp4"))
+    return result
+
+
+def yuv_floor_scan(video: Path, every: int, annotate: Path) -> dict:
+    """The floor of dfdetect's H.264 annotated scans: every frame decoded by PyAV as YUV planes
+    (:func:`~deepfake_cli.media.frames.iter_yuv_frames`), the sampled ones converted to BGR and
+    RGB, and the planes encoded as they are, on one thread."""
+    from deepfake_cli.media.annotate import AnnotatedVideoWriter
+    from deepfake_cli.media.frames import iter_yuv_frames, sample_indices, video_info
+
+    stages = {"decode": 0.0, "encode": 0.0}
+    started, cpu_started = time.perf_counter(), time.process_time()
+    info = video_info(video)
+    sampled = set(sample_indices(info, every=every))
+    writer = AnnotatedVideoWriter(annotate, info.fps)
+    frames = iter_yuv_frames(video, convert=sampled, decode_threads=1)
+    index = 0
+    while True:
+        t = time.perf_counter()
+        item = next(frames, None)
+        if item is None:
+            break
+        if item[2].bgr is not None:
+            cv2.cvtColor(item[2].bgr, cv2.COLOR_BGR2RGB)
+        t2 = time.perf_counter()
+        writer.write(item[2])
+        stages["decode"] += t2 - t
+        stages["encode"] += time.perf_counter() - t2
+        index += 1
+    t = time.perf_counter()
+    writer.close()
+    stages["encode"] += time.perf_counter() - t
+    return {"wall": time.perf_counter() - started, "cpu": time.process_time() - cpu_started, "stages": stages,
             "decoded": index}
 
 
-def dfdetect_scan(video: Path, pipeline, cfg, annotate: Path | None, csv_path: Path) -> dict:
+def dfdetect_scan(video: Path, pipeline, cfg, annotate: Path | None, csv_path: Path, bgr_path: bool = False) -> dict:
+    """``bgr_path``: annotate through OpenCV's BGR frames, H.264 from BGR (dfdetect before it
+    decoded YUV; today's fallback decoding)."""
+    from deepfake_cli.inference import video as video_mod
     from deepfake_cli.inference.video import FRAME_COLUMNS, scan_video
 
+    real_codec = video_mod.annotated_codec
+    if bgr_path:
+        video_mod.annotated_codec = lambda path: "bgr"  # the scan's choice only; the writer still writes H.264
     started, cpu_started = time.perf_counter(), time.process_time()
-    with open(csv_path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, FRAME_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        result = scan_video(video, pipeline, cfg.video, annotate_path=annotate, on_row=writer.writerow)
+    try:
+        with open(csv_path, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, FRAME_COLUMNS, lineterminator="\n")
+            writer.writeheader()
+            result = scan_video(video, pipeline, cfg.video, annotate_path=annotate, on_row=writer.writerow)
+    finally:
+        video_mod.annotated_codec = real_codec
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     frames: dict[int, list[tuple[tuple[float, ...], float]]] = {}
     for row in result.rows:
@@ -284,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--detect-max-side", type=int, default=None, help="override video.detect_max_side")
     parser.add_argument("--redetect", type=float, default=None, help="override video.redetect_every (0: search every sampled frame whole)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--no-bgr-path", action="store_true",
+                        help="skip the annotated scan through OpenCV's BGR frames (the path before YUV decoding)")
     args = parser.parse_args(argv)
     if not args.video.is_file():
         print(f"video not found: {args.video} (see ../shared/README.md)", file=sys.stderr)
@@ -322,6 +371,9 @@ def main(argv: list[str] | None = None) -> int:
             record(f"naive {t}t csv", naive_scan(args.video, classifier, args.every, None))
         torch.set_num_threads(args.threads)
         record("dfdetect annotated", dfdetect_scan(args.video, pipeline, cfg, tmp / "ours.mp4", tmp / "ours.csv"))
+        if not args.no_bgr_path:
+            record("dfdetect annot. BGR", dfdetect_scan(args.video, pipeline, cfg, tmp / "ours_bgr.mp4", tmp / "ours.csv",
+                                                        bgr_path=True))
         record("dfdetect csv", dfdetect_scan(args.video, pipeline, cfg, None, tmp / "ours.csv"))
         cv2.setNumThreads(1)
         record("floor", floor_scan(args.video, args.every, tmp / "floor.mp4"))
@@ -355,6 +407,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     for t in naive_threads:
         ratios[t] = (best(f"naive {t}t annotated") / best("dfdetect annotated"), best(f"naive {t}t csv") / best("dfdetect csv"))
+        if "dfdetect annot. BGR" in runs:
+            print(f"speed-up vs naive at {t} torch thread(s), annotated through OpenCV BGR frames (before): "
+                  f"{best(f'naive {t}t annotated') / best('dfdetect annot. BGR'):5.1f}x")
         print(f"speed-up vs naive at {t} torch thread(s): {ratios[t][0]:5.1f}x with the annotated video (target >= 5x), "
               f"{ratios[t][1]:5.1f}x CSV only (target >= 10x); CPU seconds "
               f"{best_cpu(f'naive {t}t annotated') / best_cpu('dfdetect annotated'):.1f}x and "
@@ -363,13 +418,23 @@ def main(argv: list[str] | None = None) -> int:
     # does about faces; at best that work is split evenly over the 2 cores.
     floor = typical("floor")
     fs = floor["stages"]
-    decode_encode = fs["decode"] + fs["encode"]
+    yuv = min((run["yuv"] for run in runs["floor"] if "yuv" in run), key=lambda x: x["wall"], default=None)
+    bgr_decode_encode = fs["decode"] + fs["encode"]
+    # dfdetect's H.264 copies take the YUV path; mp4v (no PyAV/libx264) the BGR one.
+    decode_encode = yuv["stages"]["decode"] + yuv["stages"]["encode"] if yuv else bgr_decode_encode
     # dfdetect's CSV-only CPU less what decoding the same frames costs: its face work.
     face_cpu = max(0.0, best_cpu("dfdetect csv") - fs["csv_decode"])
     naive_annotated = best(f"naive {naive_threads[0]}t annotated")
     bound_free, bound_ours = decode_encode / 2, (decode_encode + face_cpu) / 2
-    print(f"floor, one thread, no detection: decoding {floor['decoded']} frames to BGR {fs['decode']:.2f} s, "
-          f"encoding them ({floor['codec']}) {fs['encode']:.2f} s (decoding for CSV only: {fs['csv_decode']:.2f} s). Split evenly "
+    print(f"floor, OpenCV BGR path, one thread, no detection: decoding {floor['decoded']} frames to BGR {fs['decode']:.2f} s, "
+          f"encoding them ({floor['codec']} from BGR) {fs['encode']:.2f} s: {bgr_decode_encode:.2f} s "
+          f"(decoding for CSV only: {fs['csv_decode']:.2f} s)")
+    if yuv:
+        ys = yuv["stages"]
+        print(f"floor, PyAV YUV path (dfdetect's H.264 copies), one thread: decoding {yuv['decoded']} frames as YUV "
+              f"(the sampled ones also to BGR) {ys['decode']:.2f} s, encoding the planes {ys['encode']:.2f} s: "
+              f"{ys['decode'] + ys['encode']:.2f} s ({bgr_decode_encode / max(1e-9, ys['decode'] + ys['encode']):.1f}x less)")
+    print(f"floor used below: {decode_encode:.2f} s. Split evenly "
           f"over 2 cores, an annotated scan takes at least {bound_free:.2f} s with free face detection (at most "
           f"{naive_annotated / bound_free:.1f}x the naive loop), {bound_ours:.2f} s with dfdetect's face work "
           f"({face_cpu:.2f} CPU s in its CSV-only run less decoding: at most {naive_annotated / bound_ours:.1f}x)")
@@ -395,7 +460,8 @@ def main(argv: list[str] | None = None) -> int:
             "speedup": {f"naive_{t}t": {"annotated": a, "csv": c} for t, (a, c) in ratios.items()},
             "boxes": {k: agreement[k] for k in ("largest", "all", "frames")},
             "same_crop_max_diff": identity, "annotated_ok": annotated_ok,
-            "floor": {"stages_s": fs, "annotated_bound_s": {"free_detection": bound_free, "dfdetect_face_work": bound_ours}},
+            "floor": {"stages_s": fs, "yuv_stages_s": yuv["stages"] if yuv else None,
+                      "annotated_bound_s": {"free_detection": bound_free, "dfdetect_face_work": bound_ours}},
         }, indent=2) + "\n")
     return 0
 

@@ -22,6 +22,7 @@ from deepfake_cli.faces.detector import Face, near_window
 from deepfake_cli.faces.motion import ChangedRegions
 from deepfake_cli.inference.pipeline import FacePipeline
 from deepfake_cli.media.annotate import AnnotatedVideoWriter, DrawnFace, ScoreStrip, draw_faces
+from deepfake_cli.media.frames import YuvFrame
 
 if TYPE_CHECKING:
     from deepfake_cli.inference.video import StageTimer
@@ -213,7 +214,7 @@ class _BackgroundAnnotator:
         self._thread = threading.Thread(target=self._run, name="dfdetect-encode", daemon=True)
         self._thread.start()
 
-    def put(self, index: int, frame: np.ndarray, faces: list[DrawnFace], mark: tuple[bool, float | None],
+    def put(self, index: int, frame: "np.ndarray | YuvFrame", faces: list[DrawnFace], mark: tuple[bool, float | None],
             running: float | None) -> None:
         while True:
             if self._error is not None:

@@ -9,7 +9,10 @@ through the shared :class:`~deepfake_cli.inference.pipeline.FacePipeline`, in or
 faces are linked into tracks (:mod:`deepfake_cli.faces.tracking`) and each track's
 scores are aggregated (:mod:`deepfake_cli.inference.aggregate`). With an annotated
 video every frame is decoded, held until the batch holding its sampled frame
-is scored, then drawn and encoded by a background thread. Memory is bounded
+is scored, then drawn and encoded by a background thread; for an H.264 copy the
+frames are decoded by PyAV as YUV planes (:func:`~deepfake_cli.media.frames.iter_yuv_frames`),
+only the sampled ones are converted to BGR, and the planes are drawn on and encoded
+as they are (OpenCV's BGR frames otherwise). Memory is bounded
 by the queues and :data:`IN_FLIGHT_MAX_BYTES`, whatever the video's length.
 
 :func:`scan_video` is the library entry point behind ``dfdetect video``,
@@ -37,12 +40,12 @@ import numpy as np
 import torch
 
 from deepfake_cli.inference.aggregate import AGGREGATIONS, aggregate, aggregate_all
-from deepfake_cli.media.annotate import AnnotatedVideoWriter, DrawnFace
+from deepfake_cli.media.annotate import AnnotatedVideoWriter, DrawnFace, annotated_codec
 from deepfake_cli.inference.classifier import FaceClassifier
 from deepfake_cli.config import Config, VideoConfig
 from deepfake_cli.errors import InputFileError, ScanCancelled, UsageError
 from deepfake_cli.faces.detector import Face
-from deepfake_cli.media.frames import iter_frames, sample_indices, video_info
+from deepfake_cli.media.frames import YuvFrame, iter_frames, iter_yuv_frames, sample_indices, video_info
 from deepfake_cli.media.images import is_image_path, is_video_path, still_image_format
 from deepfake_cli.inference.pipeline import FacePipeline, FaceResult
 from deepfake_cli.inference.predict import STATUS_ERROR, STATUS_NO_FACE, STATUS_OK, error_record, predict_images
@@ -307,7 +310,12 @@ class _VideoScan:
         if self.annotate_path is not None:
             # Every frame is decoded and re-encoded; only the sampled ones are scored.
             sampled: set[int] | None = set(wanted)
-            make_frames = partial(iter_frames, self.path, color="bgr", decode_threads=SCAN_DECODE_THREADS)
+            if annotated_codec(self.annotate_path) == "h264":
+                # Decoded by PyAV as YUV planes, drawn on and encoded as they are; only the
+                # sampled frames are converted to BGR (for detection).
+                make_frames = partial(iter_yuv_frames, self.path, convert=sampled, decode_threads=SCAN_DECODE_THREADS)
+            else:
+                make_frames = partial(iter_frames, self.path, color="bgr", decode_threads=SCAN_DECODE_THREADS)
         else:
             sampled = None
             make_frames = partial(iter_frames, self.path, color="bgr", decode_threads=SCAN_DECODE_THREADS, **options)
@@ -348,7 +356,7 @@ class _VideoScan:
                         if segment is not None:
                             segment.close()
                         segment, segment_start = pool.start_segment(), timestamp
-                    detections.append(segment.add(frame))
+                    detections.append(segment.add(frame.bgr if isinstance(frame, YuvFrame) else frame))
                 n_bytes += frame.nbytes
                 self.decoded += 1
                 if len(detections) >= batch_size or n_bytes >= max_bytes:
@@ -396,6 +404,8 @@ class _VideoScan:
             del images, detected
             for item, frame_results in zip(todo, results):
                 drawn[item.index] = self._record_frame(item, frame_results)
+                if isinstance(item.frame, YuvFrame):
+                    item.frame.bgr = None  # detected: only the YUV planes are drawn and encoded
         if self.annotator is not None:
             for item in batch.pending:
                 if item.sampled:

@@ -13,7 +13,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Container, Iterator
 
 import cv2
 import numpy as np
@@ -138,10 +138,21 @@ def _frame_time(cap: cv2.VideoCapture, index: int, fps: float) -> float:
     no usable times. Rounded to the microsecond: the same value as ``index / fps`` for
     constant-rate video.
     """
-    ms = float(cap.get(cv2.CAP_PROP_POS_MSEC))
+    return _time_of(float(cap.get(cv2.CAP_PROP_POS_MSEC)), index, fps)
+
+
+def _time_of(ms: float, index: int, fps: float) -> float:
+    """A frame's time from its presentation time in milliseconds, as :func:`_frame_time` says."""
     if math.isfinite(ms) and (ms > 0 or (ms == 0 and index == 0)):
         return round(ms / 1000.0, 6)
     return index / fps if fps > 0 else 0.0
+
+
+def _stream_end(path: str | os.PathLike[str], position: int, info: VideoInfo) -> None:
+    """The stream ended before frame ``position``: the end of the video, or (raised) truncation."""
+    if position >= info.frame_count - FRAME_COUNT_SLACK or not info.count_exact:
+        return  # the end of the video (an estimated count can be far off)
+    raise InputFileError(f"{path}: truncated or corrupt: stream ends at frame {position} of {info.frame_count}")
 
 
 def sample_indices(
@@ -226,11 +237,8 @@ def iter_frames(
         for index in wanted:
             while position <= index:
                 if not cap.grab():
-                    if position >= info.frame_count - FRAME_COUNT_SLACK or not info.count_exact:
-                        return  # the end of the video (an estimated count can be far off)
-                    raise InputFileError(
-                        f"{path}: truncated or corrupt: stream ends at frame {position} of {info.frame_count}"
-                    )
+                    _stream_end(path, position, info)
+                    return
                 position += 1
             ok, bgr = cap.retrieve()
             if not ok or bgr is None:
@@ -238,3 +246,190 @@ def iter_frames(
             yield index, _frame_time(cap, index, info.fps), bgr if color == "bgr" else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     finally:
         cap.release()
+
+
+# -- every frame as YUV planes, for annotated copies ------------------------------------------
+# OpenCV's rotation of upright frames (CAP_PROP_ORIENTATION_META, clockwise degrees), applied
+# the same way to YUV planes.
+_ROTATIONS = {90: cv2.ROTATE_90_CLOCKWISE, -270: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180,
+              -180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE, -90: cv2.ROTATE_90_COUNTERCLOCKWISE}
+# Pixel formats whose planes are used as they are (8-bit, limited range); chroma subsampled
+# here for 4:4:4 and 4:2:2. Anything else goes through FFmpeg's swscale to yuv420p first.
+_PLANAR_YUV = frozenset({"yuv420p", "yuv422p", "yuv444p"})
+
+
+class YuvFrame:
+    """A decoded frame as 8-bit yuv420p (I420: the Y plane, then U and V at half size, in one
+    array of ``height * 3 // 2`` rows), what the H.264 encoder takes. Width and height are
+    even: an odd-sized video loses its last pixel column or row, as yuv420p video must.
+
+    ``bgr``: the whole frame in BGR, exactly as :func:`iter_frames` (``color="bgr"``)
+    yields it, for the frames that are sampled (face detection); ``None`` for the others.
+    ``shape`` is that of the BGR frame it stands for: ``(height, width, 3)``.
+    """
+
+    __slots__ = ("i420", "bgr")
+
+    def __init__(self, i420: np.ndarray, bgr: np.ndarray | None = None):
+        self.i420 = i420
+        self.bgr = bgr
+
+    @classmethod
+    def from_planes(cls, y: np.ndarray, u: np.ndarray, v: np.ndarray, bgr: np.ndarray | None = None) -> "YuvFrame":
+        """From Y (h x w) and U, V planes at the same, half or half-width size (4:4:4, 4:2:0,
+        4:2:2); cropped to even sizes; 4:4:4 and 4:2:2 chroma averaged down to 4:2:0."""
+        h, w = y.shape[0] // 2 * 2, y.shape[1] // 2 * 2
+        i420 = np.empty((h * 3 // 2, w), np.uint8)
+        flat = i420.reshape(-1)
+        n = h * w
+        flat[:n].reshape(h, w)[:] = y[:h, :w]
+        for plane, out in ((u, flat[n : n * 5 // 4]), (v, flat[n * 5 // 4 :])):
+            out = out.reshape(h // 2, w // 2)
+            ph, pw = plane.shape[0], plane.shape[1]
+            full_h, full_w = ph >= y.shape[0], pw >= y.shape[1]
+            crop = plane[: h if full_h else h // 2, : w if full_w else w // 2]
+            if full_h or full_w:
+                cv2.resize(crop, (w // 2, h // 2), dst=out, interpolation=cv2.INTER_AREA)
+            else:
+                out[:] = crop
+        return cls(i420, bgr)
+
+    @property
+    def height(self) -> int:
+        return self.i420.shape[0] * 2 // 3
+
+    @property
+    def width(self) -> int:
+        return self.i420.shape[1]
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.height, self.width, 3)
+
+    @property
+    def nbytes(self) -> int:
+        return self.i420.nbytes + (0 if self.bgr is None else self.bgr.nbytes)
+
+    def _plane(self, k: int) -> np.ndarray:
+        h, w = self.height, self.width
+        n = h * w
+        flat = self.i420.reshape(-1)
+        if k == 0:
+            return flat[:n].reshape(h, w)
+        start = n if k == 1 else n * 5 // 4
+        return flat[start : start + n // 4].reshape(h // 2, w // 2)
+
+    @property
+    def y(self) -> np.ndarray:
+        return self._plane(0)
+
+    @property
+    def u(self) -> np.ndarray:
+        return self._plane(1)
+
+    @property
+    def v(self) -> np.ndarray:
+        return self._plane(2)
+
+    def to_bgr(self) -> np.ndarray:
+        """The frame in BGR (OpenCV's I420 conversion; for tests and previews)."""
+        return cv2.cvtColor(self.i420, cv2.COLOR_YUV2BGR_I420)
+
+    def resized(self, width: int, height: int) -> "YuvFrame":
+        """The frame scaled to an even ``width`` x ``height`` (a stream that changes size mid-way)."""
+        planes = [cv2.resize(p, size, interpolation=cv2.INTER_AREA)
+                  for p, size in ((self.y, (width, height)), (self.u, (width // 2, height // 2)),
+                                  (self.v, (width // 2, height // 2)))]
+        return YuvFrame.from_planes(*planes)
+
+
+def _plane_arrays(frame) -> list[np.ndarray]:
+    """Views of a PyAV frame's planes (without their line padding)."""
+    out = []
+    for plane in frame.planes:
+        rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+        out.append(rows[:, : plane.width])
+    return out
+
+
+def _yuv_of(frame, rotate: int | None) -> YuvFrame:
+    """A PyAV frame as a :class:`YuvFrame`, turned upright as OpenCV turns it."""
+    name = frame.format.name
+    if name not in _PLANAR_YUV or frame.color_range == 2:  # 2: full ("JPEG") range
+        # 10-bit, RGB, grey, full range...: FFmpeg converts (to the limited range the encoder writes).
+        frame = frame.reformat(format="yuv420p", dst_color_range=1)
+    planes = _plane_arrays(frame)
+    if rotate is not None:
+        planes = [cv2.rotate(p, rotate) for p in planes]
+    return YuvFrame.from_planes(*planes)
+
+
+def _decoded(container, stream) -> Iterator[Any]:
+    """The stream's frames in order, as OpenCV's ``grab()`` gives them: a packet the decoder
+    refuses (the cut-off last packet of a truncated file) or the demuxer failing ends the
+    stream there, without the frames the decoder still holds; at a clean end the demuxer's
+    last, empty packet flushes them."""
+    import av
+
+    codec = stream.codec_context
+    packets = container.demux(stream)
+    while True:
+        try:
+            packet = next(packets)
+            frames = codec.decode(packet)
+        except (StopIteration, av.FFmpegError):
+            return
+        yield from frames
+
+
+def iter_yuv_frames(
+    path: str | os.PathLike[str],
+    convert: Container[int] = (),
+    decode_threads: int | None = None,
+) -> Iterator[tuple[int, float, YuvFrame]]:
+    """Yield ``(frame_index, timestamp_s, YuvFrame)`` for every frame, decoded by PyAV in the
+    stream's own pixel format (no BGR round trip: what an annotated copy re-encodes).
+
+    The frames whose indices are in ``convert`` (the sampled ones, chosen by
+    :func:`sample_indices`) also carry ``bgr``, identical to :func:`iter_frames`' BGR
+    frame. Indices, timestamps, orientation (rotated phone videos upright), the frame
+    count and the errors (:class:`InputFileError`, same messages) are those of
+    :func:`iter_frames` decoding every frame: the container's information is read
+    through OpenCV as there.
+    """
+    import av
+
+    cap = open_video(path)
+    try:
+        info, _ = _info(cap, path)
+        angle = int(round(float(cap.get(cv2.CAP_PROP_ORIENTATION_META) or 0.0)))
+    finally:
+        cap.release()
+    rotate = _ROTATIONS.get(angle)
+    try:
+        container = av.open(str(path))
+    except (av.FFmpegError, OSError, UnicodeDecodeError):
+        raise InputFileError(f"{path}: cannot open video (corrupt, truncated or not a video)") from None
+    try:
+        if not container.streams.video:
+            raise InputFileError(f"{path}: cannot open video (corrupt, truncated or not a video)")
+        stream = container.streams.video[0]
+        if decode_threads is not None:
+            stream.codec_context.thread_count = int(decode_threads)
+        start = stream.start_time or 0
+        time_base = float(stream.time_base) if stream.time_base else 0.0
+        position = 0
+        for frame in _decoded(container, stream):
+            if position >= info.frame_count:
+                return  # past the frames OpenCV counts (and iter_frames yields)
+            pts = frame.pts if frame.pts is not None else frame.dts
+            ms = (pts - start) * time_base * 1000.0 if pts is not None and time_base else math.nan
+            yuv = _yuv_of(frame, rotate)
+            if position in convert:
+                bgr = frame.to_ndarray(format="bgr24")
+                yuv.bgr = cv2.rotate(bgr, rotate) if rotate is not None else bgr
+            yield position, _time_of(ms, position, info.fps), yuv
+            position += 1
+        _stream_end(path, position, info)
+    finally:
+        container.close()
