@@ -25,6 +25,9 @@ ENV_PREFIX = "DFDETECT_"
 Device = Literal["auto", "cpu", "cuda"]
 # How a track's face scores become one score (inference/aggregate.py implements each).
 Aggregation = Literal["mean", "max", "confident"]
+# Test-time views averaged per crop: "flip" adds the mirrored crop (twice the classifier's
+# work); "auto": what the checkpoint was calibrated with (its preprocessing.tta).
+TestTimeViews = Literal["auto", "none", "flip"]
 AGGREGATION_NAMES: tuple[str, ...] = typing.get_args(Aggregation)
 # Grad-CAM variants (inference/gradcam.py).
 CamMethod = Literal["gradcam", "gradcam++"]
@@ -150,6 +153,10 @@ class PredictConfig:
     (``|p_fake - threshold| < band``, in p_fake units) is marked borderline: ``fake?``/``real?``
     in terminal tables, ``borderline`` and the signed ``margin`` (p_fake - threshold) in JSON,
     CSV and the web API. It is still the verdict: counts and exit codes do not change. 0: never.
+
+    ``tta``: test-time augmentation. ``flip`` scores each crop and its mirror image and
+    averages their probabilities; ``auto`` does what the checkpoint's threshold was chosen
+    with (``preprocessing.tta``); ``none`` scores the crop alone (half the classifier's work).
     """
 
     batch_size: int = 32
@@ -157,6 +164,8 @@ class PredictConfig:
     # A verdict whose p_fake is within this of the threshold (|p_fake - threshold| < band) is
     # marked borderline (`borderline`, signed `margin`) in every output; 0: never. Exit codes ignore it.
     borderline_band: float = DEFAULT_BORDERLINE_BAND
+    # Test-time views averaged per crop; auto: the checkpoint's own (preprocessing.tta).
+    tta: TestTimeViews = "auto"
     max_image_pixels: int = 100_000_000
 
 

@@ -174,14 +174,14 @@ def prepare_runtime(cfg) -> "Any":
 def load_classifier(cfg) -> "Any":
     """The model of ``model.name`` (or the default one) on the configured device, announced on stderr."""
     from deepfake_cli.inference.classifier import FaceClassifier
-    from deepfake_cli.inference.verdict import apply_threshold
     from deepfake_cli.models.store import resolve_model
 
     device = prepare_runtime(cfg)
     classifier = FaceClassifier.from_checkpoint(resolve_model(cfg.model.name), device=device)
-    apply_threshold(classifier, cfg.predict.threshold, cfg.predict.borderline_band)
+    classifier.configure(cfg.predict)
     stderr.print(
         f"[dim]model {escape(classifier.name)} ({classifier.arch}), threshold {classifier.threshold:.3f}, "
+        f"{'flip TTA, ' if classifier.tta == 'flip' else ''}"
         f"device {device}, face detection {'on' if cfg.face.detect else 'off'}[/]"
     )
     return classifier
@@ -242,6 +242,10 @@ ThresholdOption = typer.Option(None, "--threshold", "-t", help="Decision thresho
 BorderlineBandOption = typer.Option(
     None, "--borderline-band",
     help=f"Mark a verdict borderline (fake?/real?) when p_fake is within this of the threshold; exit codes ignore it (default {default_of('predict.borderline_band')}; 0: never).",
+)
+TtaOption = typer.Option(
+    None, "--tta",
+    help="Test-time views: flip also scores each face's mirror image and averages the two (twice the classifier's work); none scores it alone; auto: what the model's threshold was chosen with (default auto).",
 )
 NoDetectOption = typer.Option(False, "--no-detect", "--whole-image", help="Inputs are already face crops: skip face detection.")
 MarginOption = typer.Option(None, "--margin", help="Face crop margin (default: the framing the model was trained on).")

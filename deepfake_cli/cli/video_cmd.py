@@ -29,6 +29,7 @@ from deepfake_cli.cli.common import (
     RayOption,
     ThreadsOption,
     ThresholdOption,
+    TtaOption,
     batch_counts,
     batch_exit_code,
     build_config,
@@ -68,6 +69,7 @@ def video(
     ),
     threshold: Optional[float] = ThresholdOption,
     borderline_band: Optional[float] = BorderlineBandOption,
+    tta: Optional[str] = TtaOption,
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Faces per classification batch."),
     detect_max_side: Optional[int] = typer.Option(
         None, "--detect-max-side", help=f"Search faces as if frames were shrunk to this longer side: caps the cost, boxes stay full-frame MTCNN's (default {default_of('video.detect_max_side')})."
@@ -117,6 +119,7 @@ def video(
                 "runtime.num_threads": threads,
                 "predict.threshold": threshold,
                 "predict.borderline_band": borderline_band,
+                "predict.tta": tta,
                 "predict.batch_size": batch_size,
                 "model.name": model,
                 "video.start": start,

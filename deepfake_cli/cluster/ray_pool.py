@@ -323,9 +323,8 @@ class _PipelineActor(_Actor):
 
         device = self._runtime()
         cfg = self.cfg
+        # FacePipeline.from_config applies cfg.predict (threshold, band, test-time views).
         classifier = FaceClassifier.from_checkpoint(resolve_model(cfg.model.name), device=device)
-        if cfg.predict.threshold is not None:
-            classifier.threshold = cfg.predict.threshold
         self.classifier = classifier
         self.device = device
         self.pipeline = FacePipeline.from_config(classifier, cfg)

@@ -17,7 +17,7 @@ from deepfake_cli.labels import real_index
 from deepfake_cli.models import build_from_checkpoint
 from deepfake_cli.models.preprocessing import crops_to_batch, norm_tensors, normalize
 from deepfake_cli.config import DEFAULT_BORDERLINE_BAND
-from deepfake_cli.inference.verdict import borderline, margin, verdict
+from deepfake_cli.inference.verdict import apply_threshold, borderline, margin, verdict
 
 
 @dataclass
@@ -73,6 +73,8 @@ class FaceClassifier:
         self.real_index = real_index(self.labels)
         self.framing = FaceFraming.from_dict(self.preprocessing.get("face"))
         self._mean, self._std = norm_tensors(self.preprocessing, self.device)
+        # Test-time views averaged per crop, as the checkpoint's threshold was chosen with them.
+        self.tta = str(self.preprocessing.get("tta", "none"))
         self._lock = threading.Lock()
 
     @classmethod
@@ -92,6 +94,15 @@ class FaceClassifier:
             name=label,
             checkpoint=ckpt,
         )
+
+    def configure(self, predict: Any) -> "FaceClassifier":
+        """Apply a :class:`~deepfake_cli.config.PredictConfig`: a configured threshold overrides
+        the checkpoint's calibrated one, the borderline band replaces the default, and a
+        ``tta`` other than ``auto`` replaces the checkpoint's test-time views."""
+        apply_threshold(self, predict.threshold, predict.borderline_band)
+        if predict.tta != "auto":
+            self.tta = predict.tta
+        return self
 
     @property
     def model_lock(self) -> threading.Lock:
@@ -114,6 +125,13 @@ class FaceClassifier:
         out = []
         for start in range(0, len(crops), batch_size):
             x = self.to_tensor(crops[start : start + batch_size])
+            if self.tta == "flip":
+                # The crop and its mirror image in one batch; their probabilities averaged.
+                with self._lock:
+                    logits = self.model(torch.cat([x, x.flip(3)]))
+                probs = torch.softmax(logits.float(), dim=1)
+                out.append(((probs[: len(x)] + probs[len(x) :]) / 2).cpu().numpy())
+                continue
             with self._lock:
                 logits = self.model(x)
             out.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
@@ -161,6 +179,7 @@ class FaceClassifier:
             "labels": self.labels,
             "input_size": self.input_size,
             "threshold": self.threshold,
+            "tta": self.tta,
             "face_framing": self.framing.to_dict(),
             "metrics": meta.get("metrics", {}),
             "provenance": meta.get("provenance", {}),

@@ -74,6 +74,11 @@ def export_metadata(classifier: FaceClassifier) -> dict[str, Any]:
         "preprocessing": classifier.preprocessing,
         "input": "float32 NCHW RGB batch: pixels / 255, minus mean, divided by std, at input_size",
         "output": "logits; softmax gives the probabilities of labels; p_fake = 1 - p(real)",
+        # The graph scores one view; the threshold was chosen on what dfdetect scores.
+        "tta": (
+            "flip: average the softmax of each crop and of its horizontal mirror image before the threshold"
+            if classifier.tta == "flip" else "none"
+        ),
     }
 
 

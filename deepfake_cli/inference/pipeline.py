@@ -11,7 +11,6 @@ from deepfake_cli.inference.classifier import FaceClassifier, Score
 from deepfake_cli.config import Config
 from deepfake_cli.faces.detector import Face, FaceDetector, whole_image_face
 from deepfake_cli.faces.framing import FaceFraming, crop_face
-from deepfake_cli.inference.verdict import apply_threshold
 
 
 @dataclass
@@ -58,7 +57,7 @@ class FacePipeline:
                 max_side=fc.detect_max_side if max_side is None else max_side,
                 select=fc.select,
             )
-        apply_threshold(classifier, cfg.predict.threshold, cfg.predict.borderline_band)
+        classifier.configure(cfg.predict)
         return cls(classifier, detector, framing, cfg.predict.batch_size)
 
     def find_faces(self, images: Sequence[np.ndarray]) -> list[list[Face]]:

@@ -424,10 +424,14 @@ def report_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def update_checkpoint_threshold(path: str | os.PathLike[str], threshold: float, info: dict[str, Any]) -> None:
-    """Write a calibrated threshold (and how it was found) into the checkpoint file."""
+def update_checkpoint_threshold(path: str | os.PathLike[str], threshold: float, info: dict[str, Any],
+                                tta: str | None = None) -> None:
+    """Write a calibrated threshold (and how it was found) into the checkpoint file, with the
+    test-time views (``preprocessing.tta``) its scores were computed with: the two go together."""
     ckpt = load_checkpoint(path)
     ckpt["threshold"] = float(threshold)
+    if tta is not None:
+        ckpt["preprocessing"] = {**ckpt["preprocessing"], "tta": tta}
     metrics = dict(ckpt.get("metrics") or {})
     # The training run's figures at its own threshold no longer describe this one.
     for stale in ("val_accuracy_at_threshold", "val_balanced_accuracy_at_threshold", "threshold_split"):
@@ -478,6 +482,8 @@ def evaluate(
         )
     ensure_output_dir(out_dir)
     classifier = FaceClassifier.from_checkpoint(model_path, device=device)
+    if cfg.predict.tta != "auto":
+        classifier.tta = cfg.predict.tta
     batch = cfg.predict.batch_size
     threads = cfg.runtime.num_threads or None
     data = resolve_eval_data(classifier, data_root, cfg, split)
@@ -487,7 +493,8 @@ def evaluate(
     if framing_note:
         say(f"[yellow]note:[/] {framing_note}")
     rows = data.rows()
-    say(f"evaluating {classifier.name} ({classifier.arch}, {classifier.input_size}px) on {len(rows)} crops of the "
+    views = ", each crop and its mirror image averaged" if classifier.tta == "flip" else ""
+    say(f"evaluating {classifier.name} ({classifier.arch}, {classifier.input_size}px{views}) on {len(rows)} crops of the "
         f"{data.split} split: {data.reason}")  # fmt: skip
 
     threshold_info: dict[str, Any]
@@ -511,8 +518,9 @@ def evaluate(
         y_fake = (val.frame["label"].to_numpy() == "fake").astype(np.int64)
         chosen = choose_threshold(y_fake, 1.0 - val_probs[:, classifier.real_index], method)
         source = f"chosen on the val split ({method}) and written into the checkpoint"
-        threshold_info = {"source": "val", "method": method, "data": _root_names(data_root), "crops": len(val)}
-        update_checkpoint_threshold(model_path, chosen, threshold_info)
+        threshold_info = {"source": "val", "method": method, "data": _root_names(data_root), "crops": len(val),
+                          "tta": classifier.tta}
+        update_checkpoint_threshold(model_path, chosen, threshold_info, tta=classifier.tta)
         say(f"threshold {chosen:.4f} ({method} on {len(val)} val crops) written into {model_path}")
     else:
         chosen, source = classifier.threshold, "stored in the checkpoint"

@@ -98,6 +98,37 @@ def test_evaluate_threshold_from_val_updates_the_checkpoint(trained, tmp_path):
     assert both.exit_code == 2 and "not both" in both.stderr
 
 
+def test_evaluate_tta_flip_calibrates_the_threshold_with_the_views_it_writes(trained, tmp_path):
+    """--tta flip --threshold-from val: the threshold and the views it was chosen with land together
+    in the checkpoint, and later commands score that checkpoint the same way."""
+    import shutil
+
+    from deepfake_cli.models.checkpoint import load_checkpoint
+
+    model = tmp_path / "copy.pt"
+    shutil.copy(trained["best"], model)
+    common = ["--data", str(FFPP_FACES), "--limit-per-class", "20", "--split", "val", "--threads", "1", "--json"]
+    plain = runner.invoke(app, ["evaluate", "-m", str(model), *common, "--out", str(tmp_path / "plain")])
+    assert plain.exit_code == 0, plain.stderr
+    result = runner.invoke(app, ["evaluate", "-m", str(model), *common, "--tta", "flip", "--threshold-from", "val",
+                                 "--out", str(tmp_path / "flip")])  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert "mirror image" in result.stderr
+    report = json.loads(result.stdout)
+    ckpt = load_checkpoint(model)
+    assert ckpt["preprocessing"]["tta"] == "flip" and ckpt["metrics"]["threshold_calibration"]["tta"] == "flip"
+    assert report["model"]["tta"] == "flip" and json.loads(plain.stdout)["model"]["tta"] == "none"
+    # The checkpoint now scores with flips by default ("auto"); --tta none overrides it.
+    again = runner.invoke(app, ["evaluate", "-m", str(model), *common, "--out", str(tmp_path / "again")])
+    assert json.loads(again.stdout)["frame"]["auc"] == pytest.approx(report["frame"]["auc"])
+    crop = str(next((FFPP_FACES / "youtube").glob("*.jpg")))
+    runs = {tta: runner.invoke(app, ["predict", crop, "-m", str(model), "--no-detect", "--json", "--tta", tta])
+            for tta in ("auto", "none")}
+    assert all(r.exit_code in (0, 3) for r in runs.values()), [r.stderr for r in runs.values()]
+    assert json.loads(runs["auto"].stdout)[0]["p_fake"] != json.loads(runs["none"].stdout)[0]["p_fake"]
+    assert "flip TTA" in runs["auto"].stderr and "flip TTA" not in runs["none"].stderr
+
+
 @pytest.mark.parametrize(
     "args, code, message",
     [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from deepfake_cli.inference.classifier import FaceClassifier
 
@@ -27,3 +28,49 @@ def test_multiclass_p_fake_is_one_minus_real(multiclass_ckpt):
     row[0, [i for i in range(len(clf.labels)) if i != clf.real_index]] = 0.1
     score = clf.score_rows(row)[0]
     assert abs(score.p_fake - 0.6) < 1e-6 and score.probs[clf.labels[clf.real_index]] == np.float32(0.4)
+
+
+def _faces(n: int = 5, size: int = 64) -> list[np.ndarray]:
+    """Crops that are not mirror-symmetric, so a flip changes the scores."""
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 256, (size, size + 8, 3), dtype=np.uint8) for _ in range(n)]
+
+
+class _LeftMinusRight(torch.nn.Module):
+    """Logits from how much brighter a crop's left half is than its right: a mirror image flips the sign."""
+
+    def forward(self, x):
+        half = x.shape[3] // 2
+        d = (x[..., :half].mean(dim=(1, 2, 3)) - x[..., -half:].mean(dim=(1, 2, 3))) * 20
+        return torch.stack([d, -d], dim=1)
+
+
+def test_flip_tta_averages_each_crop_and_its_mirror_image(sepcnn_ckpt):
+    from deepfake_cli.models.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(sepcnn_ckpt)
+    clf = FaceClassifier(_LeftMinusRight(), arch="test", labels=ckpt["labels"], preprocessing=ckpt["preprocessing"])
+    assert clf.tta == "none"  # a checkpoint without preprocessing.tta scores crops alone
+    crops = _faces()
+    plain = clf.predict_proba(crops, batch_size=2)
+    mirrored = clf.predict_proba([c[:, ::-1].copy() for c in crops], batch_size=2)
+    assert np.abs(plain - mirrored).max() > 0.05
+    clf.tta = "flip"
+    both = clf.predict_proba(crops, batch_size=2)
+    np.testing.assert_allclose(both, (plain + mirrored) / 2, atol=1e-5)
+    np.testing.assert_allclose(both, 0.5, atol=1e-5)  # this model's mirror views cancel exactly
+
+
+def test_tta_comes_from_the_checkpoint_and_config_replaces_it(sepcnn_ckpt, tmp_path):
+    from deepfake_cli.config import load_config
+    from deepfake_cli.models.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(sepcnn_ckpt)
+    ckpt["preprocessing"]["tta"] = "flip"
+    clf = FaceClassifier.from_checkpoint(ckpt)
+    assert clf.tta == "flip" and clf.describe()["tta"] == "flip"
+    threshold = clf.threshold
+    clf.configure(load_config(overrides={"predict.tta": "auto"}).predict)
+    assert clf.tta == "flip" and clf.threshold == threshold
+    clf.configure(load_config(overrides={"predict.tta": "none", "predict.threshold": 0.7}).predict)
+    assert clf.tta == "none" and clf.threshold == 0.7
