@@ -17,7 +17,7 @@ from deepfake_cli.labels import real_index
 from deepfake_cli.models import build_from_checkpoint
 from deepfake_cli.models.preprocessing import crops_to_batch, norm_tensors, normalize
 from deepfake_cli.config import DEFAULT_BORDERLINE_BAND
-from deepfake_cli.inference.verdict import apply_threshold, borderline, margin, verdict
+from deepfake_cli.inference.verdict import borderline, margin, verdict
 
 
 @dataclass
@@ -99,9 +99,16 @@ class FaceClassifier:
         """Apply a :class:`~deepfake_cli.config.PredictConfig`: a configured threshold overrides
         the checkpoint's calibrated one, the borderline band replaces the default, and a
         ``tta`` other than ``auto`` replaces the checkpoint's test-time views."""
-        apply_threshold(self, predict.threshold, predict.borderline_band)
-        if predict.tta != "auto":
-            self.tta = predict.tta
+        if predict.threshold is not None:
+            self.threshold = float(predict.threshold)
+        if predict.borderline_band is not None:
+            self.borderline_band = predict.borderline_band
+        return self.use_views(predict.tta)
+
+    def use_views(self, tta: str) -> "FaceClassifier":
+        """Score with these test-time views (``none``, ``flip``); ``auto`` keeps the checkpoint's."""
+        if tta != "auto":
+            self.tta = tta
         return self
 
     @property
@@ -125,16 +132,15 @@ class FaceClassifier:
         out = []
         for start in range(0, len(crops), batch_size):
             x = self.to_tensor(crops[start : start + batch_size])
+            n = len(x)
             if self.tta == "flip":
-                # The crop and its mirror image in one batch; their probabilities averaged.
-                with self._lock:
-                    logits = self.model(torch.cat([x, x.flip(3)]))
-                probs = torch.softmax(logits.float(), dim=1)
-                out.append(((probs[: len(x)] + probs[len(x) :]) / 2).cpu().numpy())
-                continue
+                x = torch.cat([x, x.flip(3)])  # each crop and its mirror image, in one batch
             with self._lock:
                 logits = self.model(x)
-            out.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+            probs = torch.softmax(logits.float(), dim=1)
+            if self.tta == "flip":
+                probs = (probs[:n] + probs[n:]) / 2
+            out.append(probs.cpu().numpy())
         return np.concatenate(out)
 
     def p_fake(self, probs: np.ndarray) -> np.ndarray:

@@ -67,11 +67,3 @@ def borderline(p_fake: Any, threshold: Any, band: float) -> Any:
         return np.abs(m) < band
     return bool(abs(m) < band)
 
-
-def apply_threshold(classifier: Any, threshold: float | None, band: float | None = None) -> None:
-    """A configured threshold (``predict.threshold``) overrides the checkpoint's calibrated one;
-    a configured band (``predict.borderline_band``) replaces the classifier's default."""
-    if threshold is not None:
-        classifier.threshold = threshold
-    if band is not None:
-        classifier.borderline_band = band

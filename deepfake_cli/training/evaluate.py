@@ -481,9 +481,8 @@ def evaluate(
             f"(cp {model_path} my_model.pt; dfdetect evaluate -m my_model.pt --threshold-from val ...)"
         )
     ensure_output_dir(out_dir)
-    classifier = FaceClassifier.from_checkpoint(model_path, device=device)
-    if cfg.predict.tta != "auto":
-        classifier.tta = cfg.predict.tta
+    # The threshold is evaluate's own (--threshold, --threshold-from); the views are predict's.
+    classifier = FaceClassifier.from_checkpoint(model_path, device=device).use_views(cfg.predict.tta)
     batch = cfg.predict.batch_size
     threads = cfg.runtime.num_threads or None
     data = resolve_eval_data(classifier, data_root, cfg, split)
