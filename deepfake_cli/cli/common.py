@@ -184,6 +184,9 @@ def load_classifier(cfg) -> "Any":
         f"{'flip TTA, ' if classifier.tta == 'flip' else ''}"
         f"device {device}, face detection {'on' if cfg.face.detect else 'off'}[/]"
     )
+    note = classifier.calibration_note()
+    if note:
+        stderr.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
     return classifier
 
 

@@ -117,6 +117,10 @@ def _import_destination(source: Path, out: Optional[Path], name: Optional[str], 
 
 
 def _write_import(checkpoint: dict[str, Any], destination: Path, json_: bool) -> None:
+    _write_checkpoint(checkpoint, destination, json_, f"imported {checkpoint['provenance'].get('source_file')} as {checkpoint['arch']}")
+
+
+def _write_checkpoint(checkpoint: dict[str, Any], destination: Path, json_: bool, what: str) -> None:
     from deepfake_cli.models.checkpoint import save_checkpoint
     from deepfake_cli.models.store import user_models_dir
     from deepfake_cli.output import dumps
@@ -138,7 +142,7 @@ def _write_import(checkpoint: dict[str, Any], destination: Path, json_: bool) ->
     if json_:
         typer.echo(dumps(summary, indent=2))
         return
-    typer.echo(f"imported {checkpoint['provenance'].get('source_file')} as {checkpoint['arch']} -> {path}")
+    typer.echo(f"{what} -> {path}")
     stderr.print(f"use it with: dfdetect predict IMAGE -m {reference}")
 
 
@@ -238,6 +242,36 @@ def export_cmd(
             f"verified on {v.inputs} {v.input_kind}: max |diff| logits {v.max_abs_diff_logits:.2e}, "
             f"probabilities {v.max_abs_diff_probs:.2e}, same label {v.label_agreement:.0%}"
         )
+
+
+@app.command("merge")
+def merge_cmd(
+    base: str = typer.Argument(..., help="The checkpoint fine-tuning started from (path or model name): weight 0."),
+    tuned: str = typer.Argument(..., help="The checkpoint fine-tuned from it (path or model name): weight 1."),
+    weight: float = typer.Option(0.5, "--weight", "-w", help="Where on the line from BASE (0) to TUNED (1)."),
+    input_size: Optional[int] = typer.Option(None, "--input-size", help="Size the merged model scores at (default: TUNED's)."),
+    out: Optional[Path] = OutOption,
+    name: Optional[str] = NameOption,
+    force: bool = ForceOption,
+    json_: bool = typer.Option(False, "--json", help="Print the merged checkpoint's description as JSON."),
+) -> None:
+    """Interpolate two checkpoints' weights (WiSE-FT): (1 - w) * BASE + w * TUNED.
+
+    Both must be one architecture trained on one data split (a run started with
+    'dfdetect train --init BASE'). The merged model takes TUNED's preprocessing and
+    framing; its threshold is uncalibrated: calibrate it with 'dfdetect evaluate -m
+    MERGED --data ... --threshold-from val' on the split both were validated on.
+    """
+    with handle_errors():
+        from deepfake_cli.models.merge import merge_checkpoints
+        from deepfake_cli.models.store import resolve_model
+
+        base_path, tuned_path = resolve_model(base), resolve_model(tuned)
+        destination = _import_destination(Path(f"{tuned_path.parent.name}_{tuned_path.stem}_w{weight:g}"), out, name, force)
+        merged = merge_checkpoints(base_path, tuned_path, weight, input_size=input_size)
+        _write_checkpoint(merged, destination, json_, f"merged {base_path.name} and {tuned_path.name} at weight {weight:g}")
+        stderr.print("[yellow]note:[/] its threshold is uncalibrated: run 'dfdetect evaluate -m MERGED --data ... "
+                     "--threshold-from val' before trusting its verdicts", soft_wrap=True)
 
 
 VERIFY_MAX_IMAGES = 32

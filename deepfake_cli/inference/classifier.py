@@ -75,6 +75,9 @@ class FaceClassifier:
         self._mean, self._std = norm_tensors(self.preprocessing, self.device)
         # Test-time views averaged per crop, as the checkpoint's threshold was chosen with them.
         self.tta = str(self.preprocessing.get("tta", "none"))
+        # What the checkpoint's threshold was chosen with; a threshold set by hand is the user's own.
+        self.calibrated_views = self.tta
+        self.threshold_from_checkpoint = True
         self._lock = threading.Lock()
 
     @classmethod
@@ -101,6 +104,7 @@ class FaceClassifier:
         ``tta`` other than ``auto`` replaces the checkpoint's test-time views."""
         if predict.threshold is not None:
             self.threshold = float(predict.threshold)
+            self.threshold_from_checkpoint = False
         if predict.borderline_band is not None:
             self.borderline_band = predict.borderline_band
         return self.use_views(predict.tta)
@@ -110,6 +114,17 @@ class FaceClassifier:
         if tta != "auto":
             self.tta = tta
         return self
+
+    def calibration_note(self) -> str | None:
+        """Why the decision threshold may not fit the scores, or None: the checkpoint's threshold
+        was chosen on scores of other test-time views than the ones configured."""
+        if not self.threshold_from_checkpoint or self.tta == self.calibrated_views:
+            return None
+        return (
+            f"threshold {self.threshold:.3f} was calibrated with test-time views '{self.calibrated_views}', "
+            f"scores now use '{self.tta}': verdicts near it may shift (set --threshold, or calibrate a copy "
+            f"with 'dfdetect evaluate --tta {self.tta} --threshold-from val')"
+        )
 
     @property
     def model_lock(self) -> threading.Lock:

@@ -127,6 +127,11 @@ def test_evaluate_tta_flip_calibrates_the_threshold_with_the_views_it_writes(tra
     assert all(r.exit_code in (0, 3) for r in runs.values()), [r.stderr for r in runs.values()]
     assert json.loads(runs["auto"].stdout)[0]["p_fake"] != json.loads(runs["none"].stdout)[0]["p_fake"]
     assert "flip TTA" in runs["auto"].stderr and "flip TTA" not in runs["none"].stderr
+    # Its threshold was chosen with flips: scoring without them says so, and a threshold set by hand does not.
+    assert "calibrated with test-time views 'flip'" in runs["none"].stderr
+    assert "calibrated with" not in runs["auto"].stderr
+    own = runner.invoke(app, ["predict", crop, "-m", str(model), "--no-detect", "--json", "--tta", "none", "-t", "0.5"])
+    assert own.exit_code in (0, 3) and "calibrated with" not in own.stderr
 
 
 @pytest.mark.parametrize(

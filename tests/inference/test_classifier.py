@@ -72,5 +72,9 @@ def test_tta_comes_from_the_checkpoint_and_config_replaces_it(sepcnn_ckpt, tmp_p
     threshold = clf.threshold
     clf.configure(load_config(overrides={"predict.tta": "auto"}).predict)
     assert clf.tta == "flip" and clf.threshold == threshold
+    assert clf.calibration_note() is None
+    clf.configure(load_config(overrides={"predict.tta": "none"}).predict)
+    assert "calibrated with test-time views 'flip', scores now use 'none'" in clf.calibration_note()
     clf.configure(load_config(overrides={"predict.tta": "none", "predict.threshold": 0.7}).predict)
     assert clf.tta == "none" and clf.threshold == 0.7
+    assert clf.calibration_note() is None  # the user's own threshold
