@@ -124,6 +124,8 @@ class TrainConfig:
     augment: Literal["none", "basic", "strong"] = "basic"
     jpeg_augment: bool = False
     rotation_augment: float = 0.0
+    # Random loss of resolution (shrink, then enlarge back), for small faces and low bitrates.
+    downscale_augment: bool = False
     input_size: int | None = None
     workers: int = 2
     amp: bool = True

@@ -48,6 +48,10 @@ def train(
     init: Optional[str] = typer.Option(None, "--init", help="Start from this checkpoint's weights (path or model name, e.g. from 'dfdetect models import'): fine-tuning."),
     augment: Optional[str] = typer.Option(None, "--augment", help="none, basic (the report's recipe) or strong (for training from scratch)."),
     jpeg_augment: Optional[bool] = typer.Option(None, "--jpeg-augment/--no-jpeg-augment", help="Random JPEG re-compression (on in --augment strong)."),
+    downscale_augment: Optional[bool] = typer.Option(
+        None, "--downscale-augment/--no-downscale-augment",
+        help="Random loss of resolution: 30% of crops shrunk to 35-90% of their side and enlarged back.",
+    ),
     rotation: Optional[float] = typer.Option(None, "--rotation", help="Random rotation of up to this many degrees."),
     input_size: Optional[int] = typer.Option(None, "--input-size", help="Train (and later predict) at this size instead of the architecture's."),
     val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="Share of train carved out for validation when the data has no val split."),
@@ -100,6 +104,7 @@ def train(
         "train.finetune_lr_factor": finetune_lr_factor,
         "train.augment": augment,
         "train.jpeg_augment": jpeg_augment,
+        "train.downscale_augment": downscale_augment,
         "train.rotation_augment": rotation,
         "train.input_size": input_size,
         "train.workers": workers,

@@ -86,20 +86,26 @@ class AugmentSettings:
     blur_sigma: tuple[float, float] = (0.2, 1.2)
     jpeg: float = 0.0  # probability of re-compression with quality in jpeg_quality
     jpeg_quality: tuple[int, int] = (60, 95)
+    # Probability of losing resolution: shrunk to a fraction (downscale_side) of the side, then
+    # enlarged back, as a small face in a photo or a frame of a low-bitrate video is.
+    downscale: float = 0.0
+    downscale_side: tuple[float, float] = (0.35, 0.9)
     cutout: float = 0.0  # probability of erasing one rectangle of cutout_area of the crop
     cutout_area: tuple[float, float] = (0.02, 0.15)
 
     @classmethod
-    def for_level(cls, level: str, jpeg: bool = False, rotation: float = 0.0) -> "AugmentSettings":
-        """``basic``: the first report's recipe (+ optional JPEG and rotation of the second);
-        ``strong``: heavier crops, colour, blur, JPEG and cutout for training from scratch."""
+    def for_level(cls, level: str, jpeg: bool = False, rotation: float = 0.0, downscale: bool = False) -> "AugmentSettings":
+        """``basic``: the first report's recipe (+ optional JPEG and rotation of the second, and
+        loss of resolution); ``strong``: heavier crops, colour, blur, JPEG and cutout for
+        training from scratch."""
         if level not in AUGMENT_LEVELS:
             raise ValueError(f"augment must be one of {', '.join(AUGMENT_LEVELS)}, got {level!r}")
+        extra = {"rotation": rotation, "jpeg": 0.5 if jpeg else 0.0, "downscale": 0.3 if downscale else 0.0}
         if level == "none":
             return cls(level="none", crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip=0.0,
-                       brightness=0.0, contrast=0.0, rotation=rotation, jpeg=0.5 if jpeg else 0.0)  # fmt: skip
+                       brightness=0.0, contrast=0.0, **extra)  # fmt: skip
         if level == "basic":
-            return cls(level="basic", rotation=rotation, jpeg=0.5 if jpeg else 0.0)
+            return cls(level="basic", **extra)
         return cls(
             level="strong",
             crop_scale=(0.55, 1.0),
@@ -112,6 +118,7 @@ class AugmentSettings:
             jpeg=0.5,
             jpeg_quality=(40, 95),
             cutout=0.4,
+            downscale=extra["downscale"],
         )
 
     @property
@@ -141,6 +148,8 @@ class TrainAugment:
         if s.geometric or out.shape[-1] != self.input_size:
             out = self._affine(out, generator)
         out = self._colour(out, generator)
+        if s.downscale > 0:
+            out = self._downscale(out, generator)
         if s.blur > 0:
             out = self._blur(out, generator)
         if s.cutout > 0:
@@ -188,6 +197,21 @@ class TrainAugment:
         if s.grayscale > 0:
             pick = (torch.rand(n, generator=g) < s.grayscale).view(n, 1, 1, 1)
             x = torch.where(pick, _gray(x).expand_as(x), x)
+        return x
+
+    def _downscale(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        # Shrunk by area averaging and enlarged bilinearly: inference's own resize rule.
+        s = self.settings
+        n, _, height, width = x.shape
+        pick = torch.rand(n, generator=g) < s.downscale
+        side = _uniform(n, *s.downscale_side, g)
+        if not bool(pick.any()):
+            return x
+        x = x.clone()
+        for i in pick.nonzero().flatten().tolist():
+            small = (max(8, round(height * float(side[i]))), max(8, round(width * float(side[i]))))
+            shrunk = F.interpolate(x[i : i + 1], size=small, mode="area")
+            x[i : i + 1] = F.interpolate(shrunk, size=(height, width), mode="bilinear", align_corners=False)
         return x
 
     def _blur(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -258,10 +282,11 @@ def _gray(x: torch.Tensor) -> torch.Tensor:
     return (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
 
 
-def build_train_transform(preprocessing: Mapping[str, Any], level: str, jpeg: bool = False, rotation: float = 0.0) -> EvalTransform | TrainAugment:
+def build_train_transform(preprocessing: Mapping[str, Any], level: str, jpeg: bool = False, rotation: float = 0.0,
+                          downscale: bool = False) -> EvalTransform | TrainAugment:
     """The training transform for a model's preprocessing and an ``augment`` level."""
-    settings = AugmentSettings.for_level(level, jpeg=jpeg, rotation=rotation)
-    if settings.level == "none" and not settings.geometric and settings.jpeg == 0:
+    settings = AugmentSettings.for_level(level, jpeg=jpeg, rotation=rotation, downscale=downscale)
+    if settings.level == "none" and not settings.geometric and settings.jpeg == 0 and settings.downscale == 0:
         return EvalTransform(int(preprocessing["input_size"]))
     return TrainAugment(int(preprocessing["input_size"]), settings, fill=preprocessing["mean"])
 

@@ -286,6 +286,26 @@ def test_batch_augmentation_is_seeded_and_sized():
     assert torch.equal(flip(y, torch.Generator()), y.flip(-1))
 
 
+def test_downscale_augment_loses_detail_but_keeps_size_and_seed():
+    """--downscale-augment: a picked crop is shrunk and enlarged back (fine detail gone, size kept);
+    the others pass unchanged, and the same seed picks the same crops."""
+    pre = {"input_size": 32, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
+    assert AugmentSettings.for_level("basic", downscale=True).downscale == 0.3
+    assert AugmentSettings.for_level("basic").downscale == 0.0
+    assert isinstance(build_train_transform(pre, "none", downscale=True), TrainAugment)
+    still = dict(level="t", crop_scale=(1, 1), crop_ratio=(1, 1), flip=0, brightness=0, contrast=0)
+    checker = ((torch.arange(32).view(1, 32) + torch.arange(32).view(32, 1)) % 2 * 255).to(torch.uint8)
+    x = checker.expand(4, 3, 32, 32).contiguous()
+    always = TrainAugment(32, AugmentSettings(**still, downscale=1.0, downscale_side=(0.5, 0.5)))
+    out = always(x, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and out.float().std() < 0.1 * x.float().std()  # a 1-px checkerboard averages out
+    many = checker.expand(16, 3, 32, 32).contiguous()
+    some = TrainAugment(32, AugmentSettings(**still, downscale=0.5))
+    picks = [[not torch.equal(a, b) for a, b in zip(some(many, torch.Generator().manual_seed(seed)), many)] for seed in (3, 3, 4)]
+    assert picks[0] == picks[1] != picks[2]
+    assert 0 < sum(picks[0]) < 16
+
+
 def test_augmented_batches_do_not_depend_on_the_worker():
     crops = FaceCrops([], 8)
     crops.images = torch.randint(0, 256, (5, 3, 8, 8), dtype=torch.uint8)
