@@ -425,9 +425,13 @@ def report_markdown(report: dict[str, Any]) -> str:
 
 
 def update_checkpoint_threshold(path: str | os.PathLike[str], threshold: float, info: dict[str, Any],
-                                tta: str | None = None) -> None:
+                                tta: str | None = None, val_figures: dict[str, Any] | None = None) -> None:
     """Write a calibrated threshold (and how it was found) into the checkpoint file, with the
-    test-time views (``preprocessing.tta``) its scores were computed with: the two go together."""
+    test-time views (``preprocessing.tta``) its scores were computed with: the two go together.
+
+    ``val_figures`` (``val_auc``, ``val_datasets``, ...) measured on the val split while
+    calibrating fill a checkpoint that has none (a merged or imported one), so that ``models
+    info`` can show them; a training run's own figures are left as they are."""
     ckpt = load_checkpoint(path)
     ckpt["threshold"] = float(threshold)
     if tta is not None:
@@ -436,11 +440,30 @@ def update_checkpoint_threshold(path: str | os.PathLike[str], threshold: float, 
     # The training run's figures at its own threshold no longer describe this one.
     for stale in ("val_accuracy_at_threshold", "val_balanced_accuracy_at_threshold", "threshold_split"):
         metrics.pop(stale, None)
+    if val_figures and not isinstance(metrics.get("val_auc"), (int, float)):
+        metrics.update(val_figures)
     metrics["threshold"] = float(threshold)
     metrics["threshold_method"] = info.get("method", metrics.get("threshold_method"))
     metrics["threshold_calibration"] = info
     ckpt["metrics"] = metrics
     save_checkpoint(ckpt, path)
+
+
+def _val_figures(frame: pd.DataFrame, y_fake: np.ndarray, p_fake: np.ndarray, threshold: float) -> dict[str, Any]:
+    """The val split's figures in the names ``dfdetect train`` records them under."""
+    m = binary_metrics(y_fake, p_fake, threshold)
+    out: dict[str, Any] = {
+        "val_auc": m["auc"], "val_ap": m["average_precision"], "val_eer": m["eer"],
+        "val_accuracy_at_threshold": m["accuracy"], "val_balanced_accuracy_at_threshold": m["balanced_accuracy"],
+        "val_figures_from": "evaluate --threshold-from val",
+    }  # fmt: skip
+    datasets = per_dataset(frame, y_fake, p_fake, threshold)
+    if datasets:
+        out["val_datasets"] = {d["dataset"]: {"crops": d["n"], "auc": d["auc"], "ap": d["average_precision"], "eer": d["eer"],
+                                              "acc": d["accuracy"]} for d in datasets}  # fmt: skip
+        aucs = [d["auc"] for d in datasets if d["auc"] is not None]
+        out["val_auc_mean"] = float(np.mean(aucs)) if aucs else None
+    return out
 
 
 def evaluate(
@@ -519,7 +542,8 @@ def evaluate(
         source = f"chosen on the val split ({method}) and written into the checkpoint"
         threshold_info = {"source": "val", "method": method, "data": _root_names(data_root), "crops": len(val),
                           "tta": classifier.tta}
-        update_checkpoint_threshold(model_path, chosen, threshold_info, tta=classifier.tta)
+        update_checkpoint_threshold(model_path, chosen, threshold_info, tta=classifier.tta,
+                                    val_figures=_val_figures(val.frame, y_fake, 1.0 - val_probs[:, classifier.real_index], chosen))
         say(f"threshold {chosen:.4f} ({method} on {len(val)} val crops) written into {model_path}")
     else:
         chosen, source = classifier.threshold, "stored in the checkpoint"

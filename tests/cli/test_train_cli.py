@@ -134,6 +134,32 @@ def test_evaluate_tta_flip_calibrates_the_threshold_with_the_views_it_writes(tra
     assert own.exit_code in (0, 3) and "calibrated with" not in own.stderr
 
 
+def test_merged_checkpoint_gets_the_val_figures_its_calibration_measured(trained, tmp_path):
+    """A merged checkpoint has no training figures: evaluate --threshold-from val records the
+    val split's, which models info then shows; the merge's provenance names both parents."""
+    from deepfake_cli.models.checkpoint import load_checkpoint
+
+    merged = tmp_path / "merged.pt"
+    result = runner.invoke(app, ["models", "merge", str(trained["best"]), str(trained["last"]), "-w", "0.5", "-o", str(merged)])
+    assert result.exit_code == 0, result.output
+    assert "val_auc" not in load_checkpoint(merged)["metrics"]
+    common = ["--data", str(FFPP_FACES), "--limit-per-class", "20", "--split", "val", "--threads", "1", "--json"]
+    result = runner.invoke(app, ["evaluate", "-m", str(merged), *common, "--threshold-from", "val", "--out", str(tmp_path / "e")])
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    metrics = load_checkpoint(merged)["metrics"]
+    assert metrics["val_auc"] == pytest.approx(report["frame"]["auc"]) and metrics["val_figures_from"].startswith("evaluate")
+    assert metrics["threshold"] == pytest.approx(report["threshold"])
+    info = json.loads(runner.invoke(app, ["models", "info", str(merged), "--json"]).stdout)
+    assert [m["weight"] for m in info["provenance"]["merged_from"]] == [0.5, 0.5]
+    # A trained checkpoint keeps its own training figures.
+    trained_copy = tmp_path / "trained.pt"
+    trained_copy.write_bytes(Path(trained["best"]).read_bytes())
+    before = load_checkpoint(trained_copy)["metrics"]["val_auc"]
+    runner.invoke(app, ["evaluate", "-m", str(trained_copy), *common, "--threshold-from", "val", "--out", str(tmp_path / "t")])
+    assert load_checkpoint(trained_copy)["metrics"]["val_auc"] == before
+
+
 @pytest.mark.parametrize(
     "args, code, message",
     [
