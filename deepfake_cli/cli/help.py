@@ -77,6 +77,10 @@ EXAMPLES = {
         "dfdetect models export ffpp_mesonet4 --format onnx",
         "dfdetect models export model.pt --format onnx --quantize dynamic",
     ),
+    "models merge": (
+        "dfdetect models merge ffpp_dfdc_mobilenetv2_160 runs/train/ft224/best.pt -w 0.7 -o merged.pt",
+        "dfdetect evaluate -m merged.pt --data crops/ --threshold-from val",
+    ),
     "models import mesonet": (
         "dfdetect models import mesonet Meso4_DF.h5",
         "dfdetect models import mesonet MesoInception_DF.h5 --arch mesoinception4",
