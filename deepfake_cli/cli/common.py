@@ -184,10 +184,15 @@ def load_classifier(cfg) -> "Any":
         f"{'flip TTA, ' if classifier.tta == 'flip' else ''}"
         f"device {device}, face detection {'on' if cfg.face.detect else 'off'}[/]"
     )
+    print_calibration_note(classifier)
+    return classifier
+
+
+def print_calibration_note(classifier: "Any") -> None:
+    """Say on stderr when the scores' test-time views are not those the threshold was chosen with."""
     note = classifier.calibration_note()
     if note:
         stderr.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
-    return classifier
 
 
 def batch_counts(summary: "Any", noun: str) -> str:

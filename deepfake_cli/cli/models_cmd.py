@@ -263,15 +263,19 @@ def merge_cmd(
     MERGED --data ... --threshold-from val' on the split both were validated on.
     """
     with handle_errors():
+        from deepfake_cli.cli.common import escape
+        from deepfake_cli.models.checkpoint import checkpoint_label
         from deepfake_cli.models.merge import merge_checkpoints
         from deepfake_cli.models.store import resolve_model
 
         base_path, tuned_path = resolve_model(base), resolve_model(tuned)
-        destination = _import_destination(Path(f"{tuned_path.parent.name}_{tuned_path.stem}_w{weight:g}"), out, name, force)
+        # A run's ft224/best.pt at 0.7 -> ft224_best_w0p7 (a "." would read as the name's suffix).
+        label = checkpoint_label(tuned_path).replace("/", "_")
+        destination = _import_destination(Path(f"{label}_w{weight:g}".replace(".", "p")), out, name, force)
         merged = merge_checkpoints(base_path, tuned_path, weight, input_size=input_size)
         _write_checkpoint(merged, destination, json_, f"merged {base_path.name} and {tuned_path.name} at weight {weight:g}")
-        stderr.print("[yellow]note:[/] its threshold is uncalibrated: run 'dfdetect evaluate -m MERGED --data ... "
-                     "--threshold-from val' before trusting its verdicts", soft_wrap=True)
+        stderr.print(f"[yellow]note:[/] its threshold is uncalibrated: run 'dfdetect evaluate -m {escape(str(destination))} "
+                     "--data ... --threshold-from val' before trusting its verdicts", soft_wrap=True)
 
 
 VERIFY_MAX_IMAGES = 32

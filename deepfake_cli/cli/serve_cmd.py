@@ -22,6 +22,7 @@ from deepfake_cli.cli.common import (
     escape,
     handle_errors,
     prepare_runtime,
+    print_calibration_note,
     stderr,
 )
 
@@ -165,9 +166,7 @@ def run_server(cfg) -> None:
             f"[dim]model {escape(service.model_name)} ({service.classifier.arch}), device {service.classifier.device}, "
             f"face detection {'on' if service.pipeline.detector else 'off'}; page at {url}, API docs at {url}docs[/]"
         )
-        note = service.classifier.calibration_note()
-        if note:
-            stderr.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
+        print_calibration_note(service.classifier)
         _run_until_stopped(app, service, common)
         return
     # Workers are separate processes: uvicorn imports the app factory in each, which

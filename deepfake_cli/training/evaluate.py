@@ -449,18 +449,17 @@ def update_checkpoint_threshold(path: str | os.PathLike[str], threshold: float, 
     save_checkpoint(ckpt, path)
 
 
-def _val_figures(frame: pd.DataFrame, y_fake: np.ndarray, p_fake: np.ndarray, threshold: float) -> dict[str, Any]:
-    """The val split's figures in the names ``dfdetect train`` records them under."""
-    m = binary_metrics(y_fake, p_fake, threshold)
+def _val_figures(frame: pd.DataFrame, y_fake: np.ndarray, p_fake: np.ndarray) -> dict[str, Any]:
+    """The val split's threshold-free figures, in the names ``dfdetect train`` records them under."""
+    m = binary_metrics(y_fake, p_fake)
     out: dict[str, Any] = {
         "val_auc": m["auc"], "val_ap": m["average_precision"], "val_eer": m["eer"],
-        "val_accuracy_at_threshold": m["accuracy"], "val_balanced_accuracy_at_threshold": m["balanced_accuracy"],
         "val_figures_from": "evaluate --threshold-from val",
     }  # fmt: skip
-    datasets = per_dataset(frame, y_fake, p_fake, threshold)
+    datasets = per_dataset(frame, y_fake, p_fake, 0.5)
     if datasets:
-        out["val_datasets"] = {d["dataset"]: {"crops": d["n"], "auc": d["auc"], "ap": d["average_precision"], "eer": d["eer"],
-                                              "acc": d["accuracy"]} for d in datasets}  # fmt: skip
+        out["val_datasets"] = {d["dataset"]: {"crops": d["n"], "auc": d["auc"], "ap": d["average_precision"], "eer": d["eer"]}
+                               for d in datasets}  # fmt: skip
         aucs = [d["auc"] for d in datasets if d["auc"] is not None]
         out["val_auc_mean"] = float(np.mean(aucs)) if aucs else None
     return out
@@ -538,19 +537,23 @@ def evaluate(
         with hook(f"scoring {len(val)} val crops for the threshold", len(val)) as advance:
             val_probs = score_split(classifier, val, batch, threads, advance)
         y_fake = (val.frame["label"].to_numpy() == "fake").astype(np.int64)
-        chosen = choose_threshold(y_fake, 1.0 - val_probs[:, classifier.real_index], method)
+        val_p_fake = 1.0 - val_probs[:, classifier.real_index]
+        chosen = choose_threshold(y_fake, val_p_fake, method)
         source = f"chosen on the val split ({method}) and written into the checkpoint"
         threshold_info = {"source": "val", "method": method, "data": _root_names(data_root), "crops": len(val),
                           "tta": classifier.tta}
         update_checkpoint_threshold(model_path, chosen, threshold_info, tta=classifier.tta,
-                                    val_figures=_val_figures(val.frame, y_fake, 1.0 - val_probs[:, classifier.real_index], chosen))
+                                    val_figures=_val_figures(val.frame, y_fake, val_p_fake))
         say(f"threshold {chosen:.4f} ({method} on {len(val)} val crops) written into {model_path}")
     else:
         chosen, source = classifier.threshold, "stored in the checkpoint"
         threshold_info = {"source": "checkpoint", **{k: v for k, v in (classifier.checkpoint_meta.get("metrics") or {}).items() if k.startswith("threshold")}}
 
-    with hook(f"scoring {len(rows)} crops", len(rows)) as advance:
-        probs = score_split(classifier, rows, batch, threads, advance)
+    if threshold_from == "val" and data.split == "val":
+        probs = val_probs  # the split evaluated is the one just scored for the threshold
+    else:
+        with hook(f"scoring {len(rows)} crops", len(rows)) as advance:
+            probs = score_split(classifier, rows, batch, threads, advance)
     report = build_report(rows.frame, rows.targets, probs, classifier.labels, chosen)
     report = {
         "model": {**classifier.describe(), "path": str(model_path)},

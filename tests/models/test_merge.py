@@ -87,3 +87,17 @@ def test_merge_cli_writes_a_checkpoint_that_predict_loads(pair, tmp_path):
     scored = runner.invoke(app, ["predict", str(crop), "-m", str(out), "--no-detect", "--json"])
     assert scored.exit_code in (0, 3), scored.output
     assert 0.0 <= json.loads(scored.stdout)[0]["p_fake"] <= 1.0
+
+
+def test_merge_cli_default_names_keep_the_weight(pair, tmp_path, monkeypatch):
+    """Without --out the merge goes to the models folder, named after TUNED and the weight:
+    0.5 and 0.7 are two files, and -m finds each by name."""
+    base, tuned = pair
+    monkeypatch.setenv("DFDETECT_MODELS_DIR", str(tmp_path / "models"))
+    for weight in ("0.5", "0.7"):
+        result = runner.invoke(app, ["models", "merge", str(base), str(tuned), "-w", weight, "--json"])
+        assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in (tmp_path / "models").glob("*.pt"))
+    assert names == ["tuned_w0p5.pt", "tuned_w0p7.pt"]
+    info = runner.invoke(app, ["models", "info", "tuned_w0p7", "--json"])
+    assert info.exit_code == 0 and json.loads(info.stdout)["provenance"]["merged_from"][1]["weight"] == 0.7
