@@ -53,6 +53,9 @@ class DataConfig:
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     split_seed: int = 0
+    # Before carving val out of image folders, join crops that look like one person in one
+    # setting (data/lookalike.py): FF++'s roi_N.jpg names carry no identity.
+    group_lookalikes: bool = True
     methods: list[str] | None = None
     compression: str | None = None
     # dfdetect extract: which layout, which frames, which faces, how crops are written

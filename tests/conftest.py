@@ -6,7 +6,9 @@ import os
 import struct
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("DFDETECT_SHARED", REPO.parent / "shared")).resolve()
@@ -28,6 +30,46 @@ def need_shared(*paths: Path) -> None:
     for p in paths or (SHARED,):
         if not p.exists():
             pytest.skip(f"{SHARED_REASON}; missing {p}")
+
+
+# Look-alike datasets (data/lookalike.py): smooth random scenes stand for a person in a setting.
+def _scene(seed: int, size: int = 64):
+    """A smooth random 'person in a setting': low-frequency colour blobs, as a thumbnail sees a face crop."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
+    return np.asarray(Image.fromarray(coarse).resize((size, size), Image.BICUBIC))
+
+
+def _manipulated(scene: np.ndarray, seed: int) -> np.ndarray:
+    """The same scene with its centre repainted and some noise: what a face swap changes."""
+    rng = np.random.default_rng(seed)
+    out = scene.astype(np.int16)
+    c = scene.shape[0] // 2
+    out[c - 8 : c + 8, c - 8 : c + 8] += rng.integers(-40, 40, (16, 16, 3))
+    out += rng.integers(-6, 6, out.shape)
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def make_lookalike_folders(root: Path, people: int = 12) -> Path:
+    """FF++-like folders: each person has two real crops and one crop in each of two fake methods."""
+    for p in range(people):
+        scene = _scene(p)
+        for name, image in (
+            (f"youtube/roi_{2 * p}.jpg", _manipulated(scene, 1000 + p)),
+            (f"youtube/roi_{2 * p + 1}.jpg", _manipulated(scene, 2000 + p)),
+            (f"Deepfakes/roi_{p}.jpg", _manipulated(scene, 3000 + p)),
+            (f"Face2Face/roi_{p}.jpg", _manipulated(scene, 4000 + p)),
+        ):
+            path = root / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).save(path, quality=95)
+    return root
+
+
+def lookalike_person(path: str) -> int:
+    """The person a crop of :func:`make_lookalike_folders` shows."""
+    n = int(Path(path).stem.split("_")[1])
+    return n // 2 if Path(path).parent.name == "youtube" else n
 
 
 def with_display_rotation(data: bytes, degrees_clockwise: int) -> bytes:

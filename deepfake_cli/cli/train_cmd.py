@@ -56,6 +56,10 @@ def train(
     input_size: Optional[int] = typer.Option(None, "--input-size", help="Train (and later predict) at this size instead of the architecture's."),
     val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="Share of train carved out for validation when the data has no val split."),
     split_seed: Optional[int] = typer.Option(None, "--split-seed", help="Seed of that carve-out."),
+    group_lookalikes: Optional[bool] = typer.Option(
+        None, "--group-lookalikes/--no-group-lookalikes",
+        help="Carve val by look-alike groups: image-folder crops of one person in one setting stay on one side (default on).",
+    ),
     methods: Optional[str] = typer.Option(None, "--methods", help="Comma-separated fake methods to keep (reals always kept)."),
     limit_per_class: Optional[int] = typer.Option(None, "--limit-per-class", help="Balanced subset: at most N crops per class in train (others in proportion)."),
     margin: Optional[str] = typer.Option(None, "--margin", metavar="FLOAT|auto", help="Face margin of image-folder crops, recorded for inference (extracted data: from dataset.json); auto: measure it with MTCNN on a sample of the crops."),
@@ -83,6 +87,7 @@ def train(
         "data.task": task,
         "data.val_fraction": val_fraction,
         "data.split_seed": split_seed,
+        "data.group_lookalikes": group_lookalikes,
         "data.methods": methods,
         "data.limit_per_class": limit_per_class,
         "model.arch": arch,

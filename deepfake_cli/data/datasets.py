@@ -70,6 +70,8 @@ class FaceTable:
     source: str  # "metadata" or "folders"
     face: dict[str, Any] | None = None  # framing recorded by dfdetect extract
     carved_val: bool = False
+    # Each dataset's number of train groups after look-alike grouping, when it ran.
+    lookalike_groups: dict[str, int] = field(default_factory=dict)
     # Each dataset's name and folder (one for a single --data); rows name theirs in ``dataset``.
     roots: dict[str, Path] = field(default_factory=dict)
 
@@ -105,20 +107,27 @@ def as_roots(root: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | N
 
 
 def read_face_table(
-    root: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], val_fraction: float = 0.15, split_seed: int = 0
+    root: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    val_fraction: float = 0.15,
+    split_seed: int = 0,
+    group_lookalikes: bool = False,
 ) -> FaceTable:
-    """Read a metadata.csv (file or its folder) or an image-folder dataset; or several, each split apart."""
+    """Read a metadata.csv (file or its folder) or an image-folder dataset; or several, each split apart.
+
+    ``group_lookalikes``: before carving val out of an image-folder dataset, join the groups of
+    crops that look like the same person in the same setting (:mod:`deepfake_cli.data.lookalike`).
+    """
     roots = as_roots(root)
     if not roots:
         raise DatasetError("no dataset given")
-    if len(roots) == 1:
-        return _read_one_table(roots[0], val_fraction, split_seed)
-    return _combine_tables([_read_one_table(r, val_fraction, split_seed) for r in roots])
+    tables = [_read_one_table(r, val_fraction, split_seed, group_lookalikes) for r in roots]
+    return tables[0] if len(tables) == 1 else _combine_tables(tables)
 
 
 def _combine_tables(tables: list[FaceTable]) -> FaceTable:
     """One table over several datasets; each keeps the validation split it carved itself."""
     names: dict[str, Path] = {}
+    lookalikes: dict[str, int] = {}
     frames = []
     for table in tables:
         (name, root), = table.roots.items()
@@ -128,6 +137,8 @@ def _combine_tables(tables: list[FaceTable]) -> FaceTable:
         if any(table.root.resolve() == other.resolve() for other in names.values()):
             raise UsageError(f"--data {table.root} is given twice")
         names[unique] = root
+        if table.lookalike_groups:
+            lookalikes[unique] = next(iter(table.lookalike_groups.values()))
         frame = table.frame.copy()
         frame["dataset"] = unique
         # Groups are per dataset: two datasets' 'real/x.jpg' are different people.
@@ -148,11 +159,12 @@ def _combine_tables(tables: list[FaceTable]) -> FaceTable:
         source="+".join(dict.fromkeys(t.source for t in tables)),
         face=tables[0].face,
         carved_val=any(t.carved_val for t in tables),
+        lookalike_groups=lookalikes,
         roots=names,
     )
 
 
-def _read_one_table(root: str | os.PathLike[str], val_fraction: float, split_seed: int) -> FaceTable:
+def _read_one_table(root: str | os.PathLike[str], val_fraction: float, split_seed: int, group_lookalikes: bool) -> FaceTable:
     given = root
     root = Path(root).expanduser()
     if root.is_file() and root.suffix.lower() == ".csv":
@@ -165,10 +177,19 @@ def _read_one_table(root: str | os.PathLike[str], val_fraction: float, split_see
         raise DatasetError(f"dataset not found: {root} (expected a folder of class folders or a metadata.csv)")
     if table.frame.empty:
         raise DatasetError(f"{root}: no face crops found")
+    lookalikes = None
     if not table.has_split("val") and val_fraction > 0:
+        if group_lookalikes and table.source == "folders":
+            from deepfake_cli.data.lookalike import lookalike_groups
+
+            train = table.frame["split"] == "train"
+            table.frame.loc[train, "group"] = lookalike_groups(table.frame[train])
+            lookalikes = int(table.frame.loc[train, "group"].nunique())
         table.frame = carve_val(table.frame, val_fraction, split_seed)
         table.carved_val = table.has_split("val")
     name = dataset_name(given)
+    if lookalikes is not None:
+        table.lookalike_groups = {name: lookalikes}
     table.frame["dataset"] = name
     table.roots = {name: table.root}
     return table
@@ -518,6 +539,7 @@ class DatasetSplits:
             "source": self.table.source,
             "carved_val": self.table.carved_val,
             **self.settings,
+            **({"lookalike_groups": dict(self.table.lookalike_groups)} if self.table.lookalike_groups else {}),
             "splits": {
                 name: {"crops": len(s), "methods": s.method_counts(), **({"datasets": s.dataset_counts()} if several else {})}
                 for name, s in self.splits.items() if len(s)
@@ -532,6 +554,7 @@ def load_splits(
     labels: Sequence[str] | None = None,
     val_fraction: float = 0.15,
     split_seed: int = 0,
+    group_lookalikes: bool = False,
     methods: Sequence[str] | None = None,
     compression: str | None = None,
     limit_per_class: int | None = None,
@@ -541,7 +564,7 @@ def load_splits(
     ``labels`` (a model's) wins over ``task``. ``limit_per_class`` keeps at most
     that many crops per class in ``train`` and the same proportion in the others.
     """
-    table = read_face_table(root, val_fraction, split_seed)
+    table = read_face_table(root, val_fraction, split_seed, group_lookalikes)
     frame = table.frame
     if methods:
         wanted = {canonical_method(m) for m in methods}
@@ -565,6 +588,7 @@ def load_splits(
             "task": "binary" if len(labels) == 2 else "multiclass",
             "val_fraction": val_fraction,
             "split_seed": split_seed,
+            "group_lookalikes": group_lookalikes,
             "methods": list(methods) if methods else None,
             "compression": compression,
             "limit_per_class": limit_per_class,

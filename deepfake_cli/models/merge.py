@@ -23,7 +23,7 @@ from deepfake_cli.provenance import file_sha256
 
 # What must be equal for the two ends to be one model on one split.
 _SAME_KEYS = ("arch", "model_args", "labels")
-_SAME_PROVENANCE = ("fingerprint", "splits", "val_fraction", "split_seed", "task")
+_SAME_PROVENANCE = ("fingerprint", "splits", "val_fraction", "split_seed", "group_lookalikes", "task")
 
 
 def interpolate_state(base: dict[str, torch.Tensor], tuned: dict[str, torch.Tensor], weight: float) -> dict[str, torch.Tensor]:

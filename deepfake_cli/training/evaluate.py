@@ -150,13 +150,15 @@ def _pick_split(classifier: FaceClassifier, root: str | os.PathLike[str], cfg, s
     same_path = bool(trained_folders) and folders <= trained_folders
     same_data = same_path or (trained_on is not None and _same_crops(fingerprint, root))
     dc = cfg.data
-    val_fraction, split_seed = dc.val_fraction, dc.split_seed
+    val_fraction, split_seed, lookalikes = dc.val_fraction, dc.split_seed, dc.group_lookalikes
     notes = []
     if same_data:
         # Re-make the training run's carve-out, so 'val' holds no training crop.
         recorded = (meta.get("config") or {}).get("data") or {}
         val_fraction = recorded.get("val_fraction", val_fraction)
         split_seed = recorded.get("split_seed", split_seed)
+        # Checkpoints from before look-alike grouping carved val crop by crop.
+        lookalikes = bool(recorded.get("group_lookalikes", False))
         if (val_fraction, split_seed) != (dc.val_fraction, dc.split_seed):
             notes.append(
                 f"the model was trained on this data: its own carve-out (val fraction {val_fraction:g}, seed "
@@ -165,7 +167,7 @@ def _pick_split(classifier: FaceClassifier, root: str | os.PathLike[str], cfg, s
             )
     splits = load_splits(
         root, labels=classifier.labels, val_fraction=val_fraction, split_seed=split_seed,
-        methods=dc.methods, compression=dc.compression,
+        group_lookalikes=lookalikes, methods=dc.methods, compression=dc.compression,
     )  # fmt: skip
     limit = dc.limit_per_class
     if split != "auto":

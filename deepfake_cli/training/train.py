@@ -171,7 +171,7 @@ class Trainer:
         dc = self.cfg.data
         self.data: DatasetSplits = load_splits(
             dc.root, task=dc.task, val_fraction=dc.val_fraction, split_seed=dc.split_seed,
-            methods=dc.methods, compression=dc.compression, limit_per_class=dc.limit_per_class,
+            group_lookalikes=dc.group_lookalikes, methods=dc.methods, compression=dc.compression, limit_per_class=dc.limit_per_class,
         )  # fmt: skip
         self.labels = self.data.labels
         self.num_classes = len(self.labels)
@@ -460,7 +460,8 @@ class Trainer:
         self.reporter.message(
             f"{self.cfg.model.arch} at {self.input_size}px, {self.num_classes} classes ({', '.join(self.labels)}); "
             f"train {len(tr)} crops ({counts}), val {len(va) if va is not None else 0}"
-            f"{' (carved out, seed ' + str(self.cfg.data.split_seed) + ')' if self.data.table.carved_val else ''}; "
+            f"{' (carved out, seed ' + str(self.cfg.data.split_seed) + ')' if self.data.table.carved_val else ''}"
+            f"{' by look-alike groups (' + ', '.join(f'{d} {n}' for d, n in self.data.table.lookalike_groups.items()) + ')' if self.data.table.lookalike_groups else ''}; "
             f"crops {cache}; device {self.device}"
             f"{f', {self.ctx.world_size} processes' if self.ctx.enabled else ''}; "
             f"framing margin {self.framing.margin} square {self.framing.square}; run {self.run_dir}"

@@ -277,3 +277,27 @@ def test_crops_framed_otherwise_than_the_model_learnt_are_flagged(tmp_path, sepc
     ckpt["preprocessing"]["face"] = {"detector": "mtcnn", "margin": 0.3, "square": True}
     same = save_checkpoint(ckpt, tmp_path / "margin03.pt")
     assert evaluate(same, load_config(None, {}, environ={}), tmp_path / "faces", tmp_path / "eval2")["data"]["framing_note"] is None
+
+
+def test_evaluate_re_makes_the_look_alike_carve_out_a_model_was_trained_with(tmp_path, sepcnn_ckpt):
+    """A checkpoint trained with look-alike groups gets that val split back; one from before gets its crop-by-crop one."""
+    from conftest import make_lookalike_folders
+    from deepfake_cli.models.checkpoint import load_checkpoint, save_checkpoint
+    from deepfake_cli.data.datasets import load_splits
+
+    root = make_lookalike_folders(tmp_path / "faces", people=20)
+    cfg = load_config(None, {}, environ={})
+    assert cfg.data.group_lookalikes  # new runs group look-alikes
+    ckpt = load_checkpoint(sepcnn_ckpt)
+    grouped = load_splits(root, val_fraction=0.3, split_seed=0, group_lookalikes=True)
+    plain = load_splits(root, val_fraction=0.3, split_seed=0)
+    assert set(grouped["val"].paths) != set(plain["val"].paths)
+    for name, data_config, expected in (
+        ("grouped", {"val_fraction": 0.3, "split_seed": 0, "group_lookalikes": True}, grouped),
+        ("older", {"val_fraction": 0.3, "split_seed": 0}, plain),
+    ):
+        ckpt["provenance"] = {**(ckpt.get("provenance") or {}), "data": str(root.resolve()), "fingerprint": grouped.fingerprint}
+        ckpt["config"] = {**(ckpt.get("config") or {}), "data": data_config}
+        report = evaluate(save_checkpoint(ckpt, tmp_path / f"{name}.pt"), cfg, root, tmp_path / f"eval_{name}")
+        assert report["data"]["split"] == "val"
+        assert report["frame"]["n"] == len(expected["val"]), name
