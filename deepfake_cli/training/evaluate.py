@@ -440,7 +440,8 @@ def update_checkpoint_threshold(path: str | os.PathLike[str], threshold: float, 
         ckpt["preprocessing"] = {**ckpt["preprocessing"], "tta": tta}
     metrics = dict(ckpt.get("metrics") or {})
     # The training run's figures at its own threshold no longer describe this one.
-    for stale in ("val_accuracy_at_threshold", "val_balanced_accuracy_at_threshold", "threshold_split"):
+    for stale in ("val_accuracy_at_threshold", "val_balanced_accuracy_at_threshold", "val_datasets_at_threshold",
+                  "threshold_split"):
         metrics.pop(stale, None)
     if val_figures and not isinstance(metrics.get("val_auc"), (int, float)):
         metrics.update(val_figures)

@@ -301,3 +301,21 @@ def test_evaluate_re_makes_the_look_alike_carve_out_a_model_was_trained_with(tmp
         report = evaluate(save_checkpoint(ckpt, tmp_path / f"{name}.pt"), cfg, root, tmp_path / f"eval_{name}")
         assert report["data"]["split"] == "val"
         assert report["frame"]["n"] == len(expected["val"]), name
+
+
+def test_a_new_threshold_drops_the_training_runs_figures_at_the_old_one(tmp_path, sepcnn_ckpt):
+    from deepfake_cli.models.checkpoint import load_checkpoint, save_checkpoint
+    from deepfake_cli.training.evaluate import update_checkpoint_threshold
+
+    ckpt = load_checkpoint(sepcnn_ckpt)
+    ckpt["metrics"] = {
+        "val_auc": 0.9, "threshold": 0.5, "val_accuracy_at_threshold": 0.8,
+        "val_datasets_at_threshold": {"a": {"accuracy": 0.8}}, "val_datasets": {"a": {"auc": 0.9}},
+    }  # fmt: skip
+    path = save_checkpoint(ckpt, tmp_path / "m.pt")
+    update_checkpoint_threshold(path, 0.3, {"method": "eer"}, val_figures={"val_auc": 0.1})
+    metrics = load_checkpoint(path)["metrics"]
+    assert metrics["threshold"] == 0.3 and metrics["threshold_method"] == "eer"
+    assert "val_accuracy_at_threshold" not in metrics and "val_datasets_at_threshold" not in metrics
+    # Threshold-free figures of the training run stay (the calibration's do not replace them).
+    assert metrics["val_auc"] == 0.9 and metrics["val_datasets"] == {"a": {"auc": 0.9}}
