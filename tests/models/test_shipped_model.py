@@ -66,9 +66,15 @@ def test_evaluate_finds_the_default_models_val_split_wherever_the_crops_lie():
     provenance = load_checkpoint(resolve_model(None))["provenance"]
     assert provenance["fingerprint"] == data_fingerprint(read_face_table([FFPP_FACES, DFDC_FACES], val_fraction=0.0))
     val = provenance["splits"]["val"]
-    # Each dataset carves its own split: FF++'s folder-balanced 15% and DFDC's, grouped by source video.
-    assert val["datasets"] == {"ffpp_faces": 814, "dfdc_faces": 3592}
-    assert val["crops"] == 4406
+    # Each dataset carves its own split by look-alike groups (DFDC's joined with its source videos).
+    assert provenance["group_lookalikes"] and provenance["lookalike_groups"] == {"ffpp_faces": 848, "dfdc_faces": 8389}
+    assert val["datasets"] == {"ffpp_faces": 797, "dfdc_faces": 3643}
+    assert val["crops"] == 4440
+    # ...and re-making it here gives those crops.
+    from deepfake_cli.data.datasets import load_splits
+
+    remade = load_splits([FFPP_FACES, DFDC_FACES], val_fraction=0.15, split_seed=0, group_lookalikes=True)
+    assert remade["val"].dataset_counts() == val["datasets"]
 
 
 FFPP_VIDEOS = SHARED / "data" / "ffpp_c23"
@@ -89,7 +95,6 @@ REAL_MEDIA = {
 # model that fixes one makes the test say so, and one that breaks another fails the test.
 KNOWN_MISSES = {
     "photos/mesonet/real/real00772.jpg",
-    "photos/faces/kate_siegel.jpg",
     "photos/faces/multiface.jpg",
     "videos/facenet_example.mp4",
     "ffpp_c23/original_sequences/youtube/c23/videos/004.mp4",
