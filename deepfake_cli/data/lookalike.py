@@ -15,12 +15,13 @@ their cosine similarity is at least :data:`LOOKALIKE_SIMILARITY`; linked crops'
 groups are joined (union-find), so whole look-alike groups go to one split.
 
 Mutual nearest neighbours keep chains short: a plain similarity threshold
-joins most of FF++ into one group. Measured on the shared crops at 0.85:
-FF++'s 5,428 crops form 854 groups (most often one crop of each method and
-two real crops: one source video), 96.6% of the fakes share a group with a
-real crop, the largest group has 76 crops; on DFDC it joins 12,329 source
-groups into 8,358 (largest 22), and sampled real-real links across source
-groups showed the same person. The swapped-in face of a Deepfakes/FaceSwap
+joins most of FF++ into one group. Measured on the shared crops at 0.85 (the
+train split before carving): FF++'s 5,428 crops form 848 groups (most often one
+crop of each method and two real crops: one source video; about 96% of the
+fakes share a group with a real crop; fewer than 100 crops in the largest);
+DFDC's 12,329 source groups become 8,389, and sampled real-real links across
+source groups showed the same person. Extracted datasets (metadata.csv) keep
+their own identity groups: this is for image folders. The swapped-in face of a Deepfakes/FaceSwap
 fake belongs to another person, whose own video may still be on the other side.
 """
 

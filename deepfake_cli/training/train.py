@@ -457,11 +457,13 @@ class Trainer:
             if self.sampler.strata is not None:
                 counts += " (drawn an epoch: " + ", ".join(f"{d} {n}" for d, n in zip(self.dataset_names, self.sampler.draws)) + ")"
         cache = "in memory" if self.train_crops.cached else "read per batch"
+        carved = f" (carved out, seed {self.cfg.data.split_seed})" if self.data.table.carved_val else ""
+        if self.data.table.lookalike_groups:
+            carved += " by look-alike groups (" + ", ".join(f"{d} {n}" for d, n in self.data.table.lookalike_groups.items()) + ")"
         self.reporter.message(
             f"{self.cfg.model.arch} at {self.input_size}px, {self.num_classes} classes ({', '.join(self.labels)}); "
             f"train {len(tr)} crops ({counts}), val {len(va) if va is not None else 0}"
-            f"{' (carved out, seed ' + str(self.cfg.data.split_seed) + ')' if self.data.table.carved_val else ''}"
-            f"{' by look-alike groups (' + ', '.join(f'{d} {n}' for d, n in self.data.table.lookalike_groups.items()) + ')' if self.data.table.lookalike_groups else ''}; "
+            f"{carved}; "
             f"crops {cache}; device {self.device}"
             f"{f', {self.ctx.world_size} processes' if self.ctx.enabled else ''}; "
             f"framing margin {self.framing.margin} square {self.framing.square}; run {self.run_dir}"
