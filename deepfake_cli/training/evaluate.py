@@ -165,6 +165,10 @@ def _pick_split(classifier: FaceClassifier, root: str | os.PathLike[str], cfg, s
                 f"{split_seed}) is kept so that 'val' holds no training crop; val fraction {dc.val_fraction:g}, "
                 f"seed {dc.split_seed} are not used"
             )
+    elif split not in ("train", "val"):
+        # Data the model never saw, scored by its test split or whole: how val would be carved
+        # does not change what is scored, so the look-alike search (seconds per 10k crops) is skipped.
+        lookalikes = False
     splits = load_splits(
         root, labels=classifier.labels, val_fraction=val_fraction, split_seed=split_seed,
         group_lookalikes=lookalikes, methods=dc.methods, compression=dc.compression,

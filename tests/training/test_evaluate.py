@@ -303,6 +303,18 @@ def test_evaluate_re_makes_the_look_alike_carve_out_a_model_was_trained_with(tmp
         assert report["frame"]["n"] == len(expected["val"]), name
 
 
+def test_data_the_model_never_saw_is_grouped_only_when_a_carved_split_is_scored(tmp_path, sepcnn_ckpt):
+    """Scoring foreign crops whole skips the look-alike search; asking for its val split does not."""
+    from conftest import make_lookalike_folders
+
+    root = make_lookalike_folders(tmp_path / "faces", people=20)
+    cfg = load_config(None, {}, environ={})
+    whole = evaluate(sepcnn_ckpt, cfg, root, tmp_path / "eval_all")
+    assert whole["data"]["split"] == "all" and whole["data"]["settings"]["group_lookalikes"] is False
+    val = evaluate(sepcnn_ckpt, cfg, root, tmp_path / "eval_val", split="val")
+    assert val["data"]["settings"]["group_lookalikes"] is True
+
+
 def test_a_new_threshold_drops_the_training_runs_figures_at_the_old_one(tmp_path, sepcnn_ckpt):
     from deepfake_cli.models.checkpoint import load_checkpoint, save_checkpoint
     from deepfake_cli.training.evaluate import update_checkpoint_threshold
