@@ -21,8 +21,9 @@ crop of each method and two real crops: one source video; about 96% of the
 fakes share a group with a real crop; fewer than 100 crops in the largest);
 DFDC's 12,329 source groups become 8,389, and sampled real-real links across
 source groups showed the same person. Extracted datasets (metadata.csv) keep
-their own identity groups: this is for image folders. The swapped-in face of a Deepfakes/FaceSwap
-fake belongs to another person, whose own video may still be on the other side.
+their own identity groups: this is for image folders. The swapped-in face of a
+Deepfakes/FaceSwap fake belongs to another person, whose own video may still be
+on the other side.
 """
 
 from __future__ import annotations
