@@ -148,6 +148,9 @@ class TrainConfig:
     # Several datasets: each one's share of an epoch's draws, in --data order (default: by size).
     # A small dataset given a larger share is drawn more than once an epoch.
     dataset_weights: list[float] | None = None
+    # Split each dataset's draws evenly over its classes (reals drawn more where fakes outnumber
+    # them), so no dataset's real/fake ratio becomes a cue; class weights then come out near 1.
+    balance_classes: bool = False
 
 
 @dataclass

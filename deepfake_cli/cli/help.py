@@ -25,7 +25,7 @@ HELPER_KEYS = {"margin": "face.margin", "min_face_prob": "face.min_prob", "min_f
 
 # train has some fifty options: grouped into panels (the rest stay under "Options").
 TRAIN_PANELS = {
-    "Data": ("data", "dataset_weights", "task", "val_fraction", "split_seed", "group_lookalikes", "methods", "limit_per_class"),
+    "Data": ("data", "dataset_weights", "balance_classes", "task", "val_fraction", "split_seed", "group_lookalikes", "methods", "limit_per_class"),
     "Face framing of image-folder crops": ("margin", "square"),
     "Model": ("arch", "pretrained", "init", "input_size"),
     "Optimisation": (

@@ -28,6 +28,7 @@ def parse_margin(value: str) -> float:
 def train(
     data: Optional[list[str]] = typer.Option(None, "--data", "-d", help="metadata.csv from 'dfdetect extract' (or its folder), or an image folder <root>/<split?>/<class>/; repeat for several datasets (each split on its own, reported apart)."),
     dataset_weights: Optional[str] = typer.Option(None, "--dataset-weights", help="Comma-separated share of each --data in an epoch's draws (default: by size)."),
+    balance_classes: Optional[bool] = typer.Option(None, "--balance-classes/--no-balance-classes", help="Split each dataset's draws evenly over its classes, so no dataset's real/fake ratio is a cue (default off)."),
     arch: Optional[str] = typer.Option(None, "--arch", "-a", help="Architecture (see 'dfdetect models list'); default resnet18."),
     task: Optional[str] = typer.Option(None, "--task", help="binary (real vs fake) or multiclass (original + each method)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help=f"Epochs (default {default_of('train.epochs')})."),
@@ -118,6 +119,7 @@ def train(
         "train.cpu_amp": cpu_amp,
         "train.max_steps_per_epoch": max_steps_per_epoch,
         "train.dataset_weights": dataset_weights,
+        "train.balance_classes": balance_classes,
         "train.name": name,
         "train.out_dir": project,
         "face.margin": None if margin is None or margin == "auto" else parse_margin(margin),

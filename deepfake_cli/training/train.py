@@ -312,20 +312,40 @@ class Trainer:
         }
 
     def _dataset_shares(self) -> tuple[np.ndarray | None, list[float] | None]:
-        """Each train crop's dataset index and the datasets' shares of an epoch (None: drawn by size)."""
-        weights = self.cfg.train.dataset_weights
-        if not weights:
-            return None, None
+        """Each train crop's stratum and the strata's shares of an epoch (None: drawn by size).
+
+        A stratum is a dataset, or with ``balance_classes`` one class of one dataset: each
+        dataset's draws are then split evenly over its classes, so a dataset's own real/fake
+        ratio (FF++: four fakes per real) cannot teach the model "looks like this dataset,
+        so fake". ``self.stratum_dataset`` maps strata to datasets."""
+        tc = self.cfg.train
+        weights = tc.dataset_weights
         names = self.dataset_names
-        if len(weights) != len(names):
-            raise UsageError(
-                f"--dataset-weights gives {len(weights)} weight(s) for {len(names)} dataset(s) ({', '.join(names)})"
-            )
-        if any(w < 0 for w in weights) or sum(weights) <= 0:
-            raise UsageError("--dataset-weights must be >= 0 and not all 0")
+        if weights is not None:
+            if len(weights) != len(names):
+                raise UsageError(
+                    f"--dataset-weights gives {len(weights)} weight(s) for {len(names)} dataset(s) ({', '.join(names)})"
+                )
+            if any(w < 0 for w in weights) or sum(weights) <= 0:
+                raise UsageError("--dataset-weights must be >= 0 and not all 0")
+        self.stratum_dataset = list(range(len(names)))
+        if not weights and not tc.balance_classes:
+            return None, None
         index = {n: k for k, n in enumerate(names)}
-        strata = self.train_split.frame["dataset"].map(index).to_numpy()
-        return strata, [float(w) for w in weights]
+        datasets = self.train_split.frame["dataset"].map(index).to_numpy()
+        shares = [float(w) for w in weights] if weights else np.bincount(datasets, minlength=len(names)).astype(float).tolist()
+        if not tc.balance_classes:
+            return datasets, shares
+        k = self.num_classes
+        targets = self.train_split.targets
+        strata = datasets * k + targets
+        present = np.bincount(strata, minlength=len(names) * k) > 0
+        per_class = []
+        for d, share in enumerate(shares):
+            classes = present[d * k : (d + 1) * k]
+            per_class += [share / max(int(classes.sum()), 1) if has else 0.0 for has in classes]
+        self.stratum_dataset = [s // k for s in range(len(names) * k)]
+        return strata, per_class
 
     def _drawn_class_counts(self, strata: np.ndarray | None, shares: list[float] | None) -> np.ndarray:
         """Class counts as an epoch draws them: class weights balance what the model sees."""
@@ -455,7 +475,9 @@ class Trainer:
         if len(self.dataset_names) > 1:
             counts += "; " + ", ".join(f"{d} {n}" for d, n in tr.dataset_counts().items())
             if self.sampler.strata is not None:
-                counts += " (drawn an epoch: " + ", ".join(f"{d} {n}" for d, n in zip(self.dataset_names, self.sampler.draws)) + ")"
+                drawn = np.bincount(self.stratum_dataset, weights=self.sampler.draws, minlength=len(self.dataset_names))
+                counts += " (drawn an epoch: " + ", ".join(f"{d} {int(n)}" for d, n in zip(self.dataset_names, drawn))
+                counts += ", each split evenly over its classes)" if self.cfg.train.balance_classes else ")"
         cache = "in memory" if self.train_crops.cached else "read per batch"
         carved = f" (carved out, seed {self.cfg.data.split_seed})" if self.data.table.carved_val else ""
         if self.data.table.lookalike_groups:

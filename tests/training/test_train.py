@@ -288,3 +288,51 @@ def test_dataset_weights_must_match_the_datasets(tmp_path):
     need_shared(FFPP_FACES)
     with pytest.raises(UsageError, match="1 dataset"):
         train(_cfg(tmp_path, **{"train.dataset_weights": [1.0, 2.0], "train.epochs": 1, "data.limit_per_class": 8}))
+
+
+def _copy_crops(src: Path, dst: Path, per_folder: dict[str, int]) -> Path:
+    import shutil
+
+    for folder, n in per_folder.items():
+        (dst / folder).mkdir(parents=True)
+        for f in sorted((src / folder).glob("*.jpg"))[:n]:
+            shutil.copy(f, dst / folder / f.name)
+    return dst
+
+
+def test_balance_classes_splits_each_datasets_draws_evenly_over_its_classes(tmp_path):
+    """FF++ holds four fakes per real: balanced, an epoch draws its reals as often as its fakes,
+    so "looks like FF++" says nothing about the label; the datasets' shares stay as weighted."""
+    from deepfake_cli.training.distributed import distributed
+    from deepfake_cli.training.train import Trainer
+
+    need_shared(FFPP_FACES, DFDC_FACES)
+    methods = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")
+    ffpp = _copy_crops(FFPP_FACES, tmp_path / "ffpp", {"youtube": 12, **{m: 12 for m in methods}})
+    dfdc = _copy_crops(DFDC_FACES, tmp_path / "dfdc", {"real": 30, "fake": 30})
+    drawn = {}
+    for balance in (False, True):
+        cfg = _cfg(tmp_path, **{
+            "data.root": [str(ffpp), str(dfdc)], "data.limit_per_class": None, "face.square": True,
+            "train.dataset_weights": [1.0, 2.0], "train.balance_classes": balance, "train.epochs": 1,
+            "data.group_lookalikes": False, "data.val_fraction": 0.2,
+        })  # fmt: skip
+        with distributed(torch.device("cpu")) as ctx:
+            trainer = Trainer(cfg, torch.device("cpu"), ctx)
+        split = trainer.train_split
+        datasets = split.frame["dataset"].to_numpy()
+        counts = {(d, c): 0 for d in ("ffpp", "dfdc") for c in (0, 1)}
+        for _, _, indices in trainer.sampler:
+            for i in indices:
+                counts[(datasets[i], int(split.targets[i]))] += 1
+        drawn[balance] = (counts, trainer.class_weights)
+    plain, plain_weights = drawn[False]
+    assert plain[("ffpp", 1)] > 2.5 * plain[("ffpp", 0)]  # FF++'s own ratio: mostly fakes
+    assert plain_weights[0] > 1.05  # global class weights: reals count a little more, FF++ or not
+    counts, weights = drawn[True]
+    assert abs(counts[("ffpp", 0)] - counts[("ffpp", 1)]) <= 1
+    assert abs(counts[("dfdc", 0)] - counts[("dfdc", 1)]) <= 1
+    ffpp_draws, dfdc_draws = counts[("ffpp", 0)] + counts[("ffpp", 1)], counts[("dfdc", 0)] + counts[("dfdc", 1)]
+    assert dfdc_draws == pytest.approx(2 * ffpp_draws, abs=2)
+    assert ffpp_draws + dfdc_draws == sum(plain.values())  # an epoch is as long as before
+    assert weights == pytest.approx([1.0, 1.0], abs=0.02)  # balanced draws need no class weights
