@@ -301,7 +301,7 @@ def _copy_crops(src: Path, dst: Path, per_folder: dict[str, int]) -> Path:
 
 
 def test_balance_classes_splits_each_datasets_draws_evenly_over_its_classes(tmp_path):
-    """FF++ holds four fakes per real: balanced, an epoch draws its reals as often as its fakes,
+    """The FF++ copy here holds four fakes per real: balanced, an epoch draws its reals as often as its fakes,
     so "looks like FF++" says nothing about the label; the datasets' shares stay as weighted."""
     from deepfake_cli.training.distributed import distributed
     from deepfake_cli.training.train import Trainer
