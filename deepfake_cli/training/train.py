@@ -316,8 +316,8 @@ class Trainer:
 
         A stratum is a dataset, or with ``balance_classes`` one class of one dataset: each
         dataset's draws are then split evenly over its classes, so a dataset's own real/fake
-        ratio (the shared FF++ crops: two fakes per real) cannot teach the model "looks like this dataset,
-        so fake". ``self.stratum_dataset`` maps strata to datasets."""
+        ratio (the shared FF++ crops: two fakes per real) cannot teach the model "looks like
+        this dataset, so fake". ``self.stratum_dataset`` maps strata to datasets."""
         tc = self.cfg.train
         weights = tc.dataset_weights
         names = self.dataset_names
