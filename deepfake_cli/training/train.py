@@ -234,7 +234,7 @@ class Trainer:
         cfg, tc, device, ctx = self.cfg, self.cfg.train, self.device, self.ctx
         train_split = self.train_split
         self.dataset_names = self.data.table.dataset_names
-        strata, shares = self._dataset_shares()
+        strata, shares, self.stratum_dataset = self._dataset_shares()
         self.sampler = EpochBatchSampler(
             len(train_split), tc.batch_size, shuffle=True, seed=cfg.runtime.seed,
             rank=ctx.rank, world_size=ctx.world_size, max_steps=tc.max_steps_per_epoch,
@@ -311,13 +311,14 @@ class Trainer:
             "provenance": ckpt.get("provenance") or {},
         }
 
-    def _dataset_shares(self) -> tuple[np.ndarray | None, list[float] | None]:
-        """Each train crop's stratum and the strata's shares of an epoch (None: drawn by size).
+    def _dataset_shares(self) -> tuple[np.ndarray | None, list[float] | None, list[int]]:
+        """Each train crop's stratum, the strata's shares of an epoch (None, None: drawn by
+        size) and each stratum's dataset.
 
         A stratum is a dataset, or with ``balance_classes`` one class of one dataset: each
         dataset's draws are then split evenly over its classes, so a dataset's own real/fake
         ratio (the shared FF++ crops: two fakes per real) cannot teach the model "looks like
-        this dataset, so fake". ``self.stratum_dataset`` maps strata to datasets."""
+        this dataset, so fake"."""
         tc = self.cfg.train
         weights = tc.dataset_weights
         names = self.dataset_names
@@ -328,14 +329,14 @@ class Trainer:
                 )
             if any(w < 0 for w in weights) or sum(weights) <= 0:
                 raise UsageError("--dataset-weights must be >= 0 and not all 0")
-        self.stratum_dataset = list(range(len(names)))
+        one_per_dataset = list(range(len(names)))
         if not weights and not tc.balance_classes:
-            return None, None
+            return None, None, one_per_dataset
         index = {n: k for k, n in enumerate(names)}
         datasets = self.train_split.frame["dataset"].map(index).to_numpy()
         shares = [float(w) for w in weights] if weights else np.bincount(datasets, minlength=len(names)).astype(float).tolist()
         if not tc.balance_classes:
-            return datasets, shares
+            return datasets, shares, one_per_dataset
         k = self.num_classes
         targets = self.train_split.targets
         strata = datasets * k + targets
@@ -343,9 +344,8 @@ class Trainer:
         per_class = []
         for d, share in enumerate(shares):
             classes = present[d * k : (d + 1) * k]
-            per_class += [share / max(int(classes.sum()), 1) if has else 0.0 for has in classes]
-        self.stratum_dataset = [s // k for s in range(len(names) * k)]
-        return strata, per_class
+            per_class += [float(share / classes.sum()) if has else 0.0 for has in classes]
+        return strata, per_class, [s // k for s in range(len(names) * k)]
 
     def _drawn_class_counts(self, strata: np.ndarray | None, shares: list[float] | None) -> np.ndarray:
         """Class counts as an epoch draws them: class weights balance what the model sees."""
