@@ -478,6 +478,10 @@ class Trainer:
                 drawn = np.bincount(self.stratum_dataset, weights=self.sampler.draws, minlength=len(self.dataset_names))
                 counts += " (drawn an epoch: " + ", ".join(f"{d} {int(n)}" for d, n in zip(self.dataset_names, drawn))
                 counts += ", each split evenly over its classes)" if self.cfg.train.balance_classes else ")"
+        elif self.cfg.train.balance_classes:
+            # One dataset: its strata are its classes.
+            drawn = ", ".join(f"{label} {int(n)}" for label, n in zip(self.labels, self.sampler.draws))
+            counts += f" (drawn an epoch, split evenly over its classes: {drawn})"
         cache = "in memory" if self.train_crops.cached else "read per batch"
         carved = f" (carved out, seed {self.cfg.data.split_seed})" if self.data.table.carved_val else ""
         if self.data.table.lookalike_groups:

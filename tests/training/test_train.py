@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -336,3 +337,33 @@ def test_balance_classes_splits_each_datasets_draws_evenly_over_its_classes(tmp_
     assert dfdc_draws == pytest.approx(2 * ffpp_draws, abs=2)
     assert ffpp_draws + dfdc_draws == sum(plain.values())  # an epoch is as long as before
     assert weights == pytest.approx([1.0, 1.0], abs=0.02)  # balanced draws need no class weights
+
+
+def test_balance_classes_with_one_dataset_says_what_an_epoch_draws(tmp_path):
+    """One dataset has no draws per dataset to show: the log gives the draws per class instead."""
+    from deepfake_cli.training.distributed import distributed
+    from deepfake_cli.training.train import Trainer
+
+    class Messages(TrainReporter):
+        def __init__(self):
+            self.lines = []
+
+        def message(self, text):
+            self.lines.append(text)
+
+    need_shared(FFPP_FACES)
+    methods = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")
+    ffpp = _copy_crops(FFPP_FACES, tmp_path / "ffpp", {"youtube": 10, **{m: 10 for m in methods}})
+    cfg = _cfg(tmp_path, **{
+        "data.root": [str(ffpp)], "data.limit_per_class": None, "train.balance_classes": True, "train.epochs": 1,
+        "data.group_lookalikes": False, "data.val_fraction": 0.2,
+    })  # fmt: skip
+    reporter = Messages()
+    with distributed(torch.device("cpu")) as ctx:
+        trainer = Trainer(cfg, torch.device("cpu"), ctx, reporter=reporter)
+    line = next(t for t in reporter.lines if t.startswith(cfg.model.arch))
+    real, fake = (int(n) for n in re.search(r"split evenly over its classes: real (\d+), fake (\d+)\)", line).groups())
+    assert abs(real - fake) <= 1 and real + fake == len(trainer.train_split)
+    # ...and that is what the sampler draws.
+    drawn = np.bincount([int(trainer.train_split.targets[i]) for _, _, idx in trainer.sampler for i in idx], minlength=2)
+    assert drawn.tolist() == [real, fake]
