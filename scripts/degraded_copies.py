@@ -21,7 +21,9 @@ from pathlib import Path
 
 import cv2
 
+from deepfake_cli.config import DataConfig
 from deepfake_cli.data.datasets import load_splits
+from deepfake_cli.errors import DfdetectError
 
 
 def degraded_versions(image):
@@ -36,13 +38,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", action="append", required=True, help="dataset root, as given to dfdetect train (repeatable)")
     parser.add_argument("--out", type=Path, required=True, help="folder for the copies")
-    parser.add_argument("--val-fraction", type=float, default=0.15)
-    parser.add_argument("--split-seed", type=int, default=0)
+    # The split dfdetect train carves unless told otherwise.
+    defaults = DataConfig()
+    parser.add_argument("--val-fraction", type=float, default=defaults.val_fraction)
+    parser.add_argument("--split-seed", type=int, default=defaults.split_seed)
     parser.add_argument("--no-group-lookalikes", dest="group_lookalikes", action="store_false")
     args = parser.parse_args(argv)
 
-    val = load_splits(args.data, val_fraction=args.val_fraction, split_seed=args.split_seed,
-                      group_lookalikes=args.group_lookalikes)["val"]
+    try:
+        val = load_splits(args.data, val_fraction=args.val_fraction, split_seed=args.split_seed,
+                          group_lookalikes=args.group_lookalikes)["val"]
+    except DfdetectError as exc:
+        parser.error(str(exc))
+    if not len(val):
+        parser.error("the data has no validation crops to copy (--val-fraction 0, or too few groups)")
     for path, dataset in zip(val.frame["path"], val.frame["dataset"]):
         crop = Path(path)
         image = cv2.imread(str(crop))

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from conftest import REPO
 
@@ -45,3 +46,11 @@ def test_copies_cover_the_val_split_with_each_degradation(tmp_path):
     assert not np.array_equal(jpeg, original)
     # Halving throws away the finest detail that JPEG 30 alone keeps some of.
     assert _sharpness(halved) < _sharpness(jpeg)
+
+
+def test_a_missing_dataset_is_a_usage_error_not_a_traceback(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _script().main(["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    assert "dataset not found" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
