@@ -129,6 +129,9 @@ class TrainConfig:
     rotation_augment: float = 0.0
     # Random loss of resolution (shrink, then enlarge back), for small faces and low bitrates.
     downscale_augment: bool = False
+    # Random Gaussian blur (40% of crops) and colour shifts (saturation ±25%, 5% grey), both classes.
+    blur_augment: bool = False
+    colour_augment: bool = False
     input_size: int | None = None
     workers: int = 2
     amp: bool = True

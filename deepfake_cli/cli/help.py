@@ -32,7 +32,7 @@ TRAIN_PANELS = {
         "epochs", "batch_size", "lr", "weight_decay", "optimizer", "scheduler", "warmup_epochs",
         "freeze_epochs", "unfreeze_fraction", "finetune_lr_factor", "max_steps_per_epoch",
     ),
-    "Augmentation": ("augment", "jpeg_augment", "downscale_augment", "rotation"),
+    "Augmentation": ("augment", "jpeg_augment", "downscale_augment", "blur_augment", "colour_augment", "rotation"),
     "Loss and model selection": ("label_smoothing", "class_weights", "select_metric", "threshold_method"),
     "Hardware": ("device", "workers", "threads", "amp", "cpu_amp", "channels_last", "seed"),
 }  # the run's folder, --resume, --config, --json and --help stay under "Options"

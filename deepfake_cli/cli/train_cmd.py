@@ -53,6 +53,12 @@ def train(
         None, "--downscale-augment/--no-downscale-augment",
         help="Random loss of resolution: 30% of crops shrunk to 35-90% of their side and enlarged back.",
     ),
+    blur_augment: Optional[bool] = typer.Option(
+        None, "--blur-augment/--no-blur-augment", help="Random Gaussian blur: 40% of crops, sigma 0.2-1.2 px.",
+    ),
+    colour_augment: Optional[bool] = typer.Option(
+        None, "--colour-augment/--no-colour-augment", help="Random colour shifts: saturation ±25%, 5% of crops in grey.",
+    ),
     rotation: Optional[float] = typer.Option(None, "--rotation", help="Random rotation of up to this many degrees."),
     input_size: Optional[int] = typer.Option(None, "--input-size", help="Train (and later predict) at this size instead of the architecture's."),
     val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="Share of train carved out for validation when the data has no val split."),
@@ -111,6 +117,8 @@ def train(
         "train.augment": augment,
         "train.jpeg_augment": jpeg_augment,
         "train.downscale_augment": downscale_augment,
+        "train.blur_augment": blur_augment,
+        "train.colour_augment": colour_augment,
         "train.rotation_augment": rotation,
         "train.input_size": input_size,
         "train.workers": workers,

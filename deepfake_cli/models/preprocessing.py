@@ -94,13 +94,20 @@ class AugmentSettings:
     cutout_area: tuple[float, float] = (0.02, 0.15)
 
     @classmethod
-    def for_level(cls, level: str, jpeg: bool = False, rotation: float = 0.0, downscale: bool = False) -> "AugmentSettings":
-        """``basic``: the first report's recipe (+ optional JPEG and rotation of the second, and
-        loss of resolution); ``strong``: heavier crops, colour, blur, JPEG and cutout for
-        training from scratch."""
+    def for_level(cls, level: str, jpeg: bool = False, rotation: float = 0.0, downscale: bool = False,
+                  blur: bool = False, colour: bool = False) -> "AugmentSettings":
+        """``basic``: the first report's recipe (+ optional JPEG and rotation of the second, loss
+        of resolution, blur and colour); ``strong``: heavier crops, colour, blur, JPEG and cutout
+        for training from scratch."""
         if level not in AUGMENT_LEVELS:
             raise ValueError(f"augment must be one of {', '.join(AUGMENT_LEVELS)}, got {level!r}")
         extra = {"rotation": rotation, "jpeg": 0.5 if jpeg else 0.0, "downscale": 0.3 if downscale else 0.0}
+        # Blur and colour shifts on both classes, so that neither a soft face nor its colouring
+        # alone says "fake" (a model without them calls a blurred real face fake).
+        if blur:
+            extra["blur"] = 0.4
+        if colour:
+            extra.update(saturation=0.25, grayscale=0.05)
         if level == "none":
             return cls(level="none", crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip=0.0,
                        brightness=0.0, contrast=0.0, **extra)  # fmt: skip
@@ -114,7 +121,7 @@ class AugmentSettings:
             contrast=0.25,
             saturation=0.25,
             grayscale=0.05,
-            blur=0.25,
+            blur=max(0.25, extra.get("blur", 0.0)),
             jpeg=0.5,
             jpeg_quality=(40, 95),
             cutout=0.4,
@@ -283,10 +290,11 @@ def _gray(x: torch.Tensor) -> torch.Tensor:
 
 
 def build_train_transform(preprocessing: Mapping[str, Any], level: str, jpeg: bool = False, rotation: float = 0.0,
-                          downscale: bool = False) -> EvalTransform | TrainAugment:
+                          downscale: bool = False, blur: bool = False, colour: bool = False) -> EvalTransform | TrainAugment:
     """The training transform for a model's preprocessing and an ``augment`` level."""
-    settings = AugmentSettings.for_level(level, jpeg=jpeg, rotation=rotation, downscale=downscale)
-    if settings.level == "none" and not settings.geometric and settings.jpeg == 0 and settings.downscale == 0:
+    settings = AugmentSettings.for_level(level, jpeg=jpeg, rotation=rotation, downscale=downscale, blur=blur, colour=colour)
+    photometric = (settings.jpeg, settings.downscale, settings.blur, settings.saturation, settings.grayscale)
+    if settings.level == "none" and not settings.geometric and not any(photometric):
         return EvalTransform(int(preprocessing["input_size"]))
     return TrainAugment(int(preprocessing["input_size"]), settings, fill=preprocessing["mean"])
 

@@ -219,7 +219,7 @@ class Trainer:
         cfg, tc = self.cfg, self.cfg.train
         train_split, val_split = self.train_split, self.val_split
         self.train_tf = build_train_transform(self.preprocessing, tc.augment, tc.jpeg_augment, tc.rotation_augment,
-                                              tc.downscale_augment)
+                                              tc.downscale_augment, tc.blur_augment, tc.colour_augment)
         self.eval_tf = build_eval_transform(self.preprocessing)
         threads = cfg.runtime.num_threads or None
         with self.reporter.task(f"decoding {len(train_split)} train crops at {self.train_tf.cache_size}px", len(train_split)) as advance:

@@ -306,6 +306,38 @@ def test_downscale_augment_loses_detail_but_keeps_size_and_seed():
     assert 0 < sum(picks[0]) < 16
 
 
+def test_blur_and_colour_augment_soften_and_shift_colour_on_both_classes_alike():
+    """--blur-augment blurs 40% of crops (a 1-px checkerboard loses most of its contrast);
+    --colour-augment shifts saturation and turns some crops grey. Neither looks at the label:
+    the transform never sees it."""
+    pre = {"input_size": 32, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
+    blur = AugmentSettings.for_level("basic", blur=True)
+    colour = AugmentSettings.for_level("basic", colour=True)
+    assert (blur.blur, blur.saturation, blur.grayscale) == (0.4, 0.0, 0.0)
+    assert (colour.blur, colour.saturation, colour.grayscale) == (0.0, 0.25, 0.05)
+    assert AugmentSettings.for_level("strong", blur=True).blur == 0.4
+    assert AugmentSettings.for_level("strong").blur == 0.25
+    assert isinstance(build_train_transform(pre, "none", blur=True), TrainAugment)
+    assert isinstance(build_train_transform(pre, "none", colour=True), TrainAugment)
+    still = dict(level="t", crop_scale=(1, 1), crop_ratio=(1, 1), flip=0, brightness=0, contrast=0)
+    checker = ((torch.arange(32).view(1, 32) + torch.arange(32).view(32, 1)) % 2 * 255).to(torch.uint8)
+    x = checker.expand(4, 3, 32, 32).contiguous()
+    always = TrainAugment(32, AugmentSettings(**still, blur=1.0, blur_sigma=(1.0, 1.0)))
+    out = always(x, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and out.float().std() < 0.3 * x.float().std()
+    assert out.float().mean().sub(x.float().mean()).abs() < 2  # blur keeps the mean
+    many = checker.expand(64, 3, 32, 32).contiguous()
+    picked = [not torch.equal(a, b) for a, b in zip(build_train_transform(pre, "none", blur=True)(many, torch.Generator().manual_seed(1)), many)]
+    assert 10 < sum(picked) < 45  # about 40% of 64
+    red = torch.zeros(200, 3, 8, 8, dtype=torch.uint8)
+    red[:, 0] = 200
+    shifted = TrainAugment(8, AugmentSettings(**still, saturation=0.25, grayscale=0.05))(red, torch.Generator().manual_seed(2)).float()
+    spread = shifted[:, 0].mean(dim=(1, 2)) - shifted[:, 1].mean(dim=(1, 2))  # how red each crop still is
+    grey = spread.abs() < 1
+    assert 1 <= int(grey.sum()) <= 30  # about 5% of 200 turned grey
+    assert spread[~grey].min() < 165 and spread[~grey].max() > 220  # red - green = 200 x (0.75 to 1.25)
+
+
 def test_augmented_batches_do_not_depend_on_the_worker():
     crops = FaceCrops([], 8)
     crops.images = torch.randint(0, 256, (5, 3, 8, 8), dtype=torch.uint8)
