@@ -286,15 +286,20 @@ def test_batch_augmentation_is_seeded_and_sized():
     assert torch.equal(flip(y, torch.Generator()), y.flip(-1))
 
 
+# Augmentation tests: a 32 px model's preprocessing, settings that leave geometry and
+# brightness alone, and a 1-px checkerboard (all detail, no mean change when blurred).
+_PRE32 = {"input_size": 32, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
+_STILL = dict(level="t", crop_scale=(1, 1), crop_ratio=(1, 1), flip=0, brightness=0, contrast=0)
+_CHECKER = ((torch.arange(32).view(1, 32) + torch.arange(32).view(32, 1)) % 2 * 255).to(torch.uint8)
+
+
 def test_downscale_augment_loses_detail_but_keeps_size_and_seed():
     """--downscale-augment: a picked crop is shrunk and enlarged back (fine detail gone, size kept);
     the others pass unchanged, and the same seed picks the same crops."""
-    pre = {"input_size": 32, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
+    pre, still, checker = _PRE32, _STILL, _CHECKER
     assert AugmentSettings.for_level("basic", downscale=True).downscale == 0.3
     assert AugmentSettings.for_level("basic").downscale == 0.0
     assert isinstance(build_train_transform(pre, "none", downscale=True), TrainAugment)
-    still = dict(level="t", crop_scale=(1, 1), crop_ratio=(1, 1), flip=0, brightness=0, contrast=0)
-    checker = ((torch.arange(32).view(1, 32) + torch.arange(32).view(32, 1)) % 2 * 255).to(torch.uint8)
     x = checker.expand(4, 3, 32, 32).contiguous()
     always = TrainAugment(32, AugmentSettings(**still, downscale=1.0, downscale_side=(0.5, 0.5)))
     out = always(x, torch.Generator().manual_seed(0))
@@ -310,7 +315,7 @@ def test_blur_and_colour_augment_soften_and_shift_colour_on_both_classes_alike()
     """--blur-augment blurs 40% of crops (a 1-px checkerboard loses most of its contrast);
     --colour-augment shifts saturation and turns some crops grey. Neither looks at the label:
     the transform never sees it."""
-    pre = {"input_size": 32, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
+    pre, still, checker = _PRE32, _STILL, _CHECKER
     blur = AugmentSettings.for_level("basic", blur=True)
     colour = AugmentSettings.for_level("basic", colour=True)
     assert (blur.blur, blur.saturation, blur.grayscale) == (0.4, 0.0, 0.0)
@@ -319,8 +324,6 @@ def test_blur_and_colour_augment_soften_and_shift_colour_on_both_classes_alike()
     assert AugmentSettings.for_level("strong").blur == 0.25
     assert isinstance(build_train_transform(pre, "none", blur=True), TrainAugment)
     assert isinstance(build_train_transform(pre, "none", colour=True), TrainAugment)
-    still = dict(level="t", crop_scale=(1, 1), crop_ratio=(1, 1), flip=0, brightness=0, contrast=0)
-    checker = ((torch.arange(32).view(1, 32) + torch.arange(32).view(32, 1)) % 2 * 255).to(torch.uint8)
     x = checker.expand(4, 3, 32, 32).contiguous()
     always = TrainAugment(32, AugmentSettings(**still, blur=1.0, blur_sigma=(1.0, 1.0)))
     out = always(x, torch.Generator().manual_seed(0))
